@@ -1,0 +1,62 @@
+"""chutes-jobs: an asyncio-first client for the Chutes Jobs API."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ChutesError,
+    ConfigurationError,
+    ConflictError,
+    DeleteFailedError,
+    IncompleteTransferError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    TransportError,
+    UnsafePathError,
+    ValidationError,
+)
+from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
+
+try:
+    __version__ = version("chutes-jobs")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChuteSummary",
+    "ChutesError",
+    "ConfigurationError",
+    "ConflictError",
+    "DeleteFailedError",
+    "IncompleteTransferError",
+    "InstanceSummary",
+    "Job",
+    "JobFailedError",
+    "JobState",
+    "JobTimeoutError",
+    "NotFoundError",
+    "OutputFile",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "TransportError",
+    "UnsafePathError",
+    "ValidationError",
+    "__version__",
+    "file_id_for",
+]

@@ -1,0 +1,23 @@
+"""Redaction of secrets (API keys, signatures, ``token=`` values) from text and URLs."""
+
+from __future__ import annotations
+
+import re
+
+REDACTED = "***"
+
+_TOKEN_QUERY = re.compile(r"(?i)(\btoken=)[^&\s\"'<>]+")
+_API_KEY = re.compile(r"\bcpk_[A-Za-z0-9._\-]+")
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._\-]+")
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every token query value, API key and bearer credential masked."""
+    text = _TOKEN_QUERY.sub(rf"\g<1>{REDACTED}", text)
+    text = _API_KEY.sub(f"cpk_{REDACTED}", text)
+    return _BEARER.sub(rf"\g<1>{REDACTED}", text)
+
+
+def redact_url(url: object) -> str:
+    """A URL (``str`` or ``yarl.URL``) as text safe to log: ``token=`` values masked."""
+    return redact(str(url))
