@@ -61,11 +61,18 @@ class ConfigurationError(ChutesError, ValueError):
 
 
 class TransportError(ChutesError):
-    """The connection failed or dropped before a complete answer arrived."""
+    """The connection failed or dropped before a complete answer arrived.
 
-    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+    :attr:`connect_failed` is true when no connection was established, so the request provably
+    never reached the server (the only transport failure after which a create is re-sent).
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", connect_failed: bool = False
+    ) -> None:
         self.method = method
         self.url = redact(url)
+        self.connect_failed = connect_failed
         super().__init__(message)
 
 
