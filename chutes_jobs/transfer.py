@@ -153,30 +153,34 @@ def resume_offset(response: aiohttp.ClientResponse, requested_offset: int) -> in
     beginning) on a 200 or on anything inconsistent. :func:`stream_to_part` refuses a 206 body
     that does not start at the offset it is given, so a bad range is never spliced in.
     """
-    if response.status != 206 or requested_offset <= 0:
-        return 0
-    parsed = _content_range(response)
-    return requested_offset if parsed is not None and parsed[0] == requested_offset else 0
+    if response.status == 206 and requested_offset > 0:
+        return requested_offset if _range_start(response) == requested_offset else 0
+    return 0
 
 
 def expected_total(response: aiohttp.ClientResponse, offset: int) -> int | None:
     """The full file size the response announces (``None`` when it does not say).
 
-    A 206 gives it in ``Content-Range``; a 200 in ``Content-Length`` (``offset`` is added for
-    a 206 without a total). A content-encoded body (decompressed by aiohttp) has no usable
+    A 206 gives it in ``Content-Range`` (``bytes a-b/*``: ``offset`` + ``Content-Length``; no
+    parsable ``Content-Range``: ``None``); a 200 in ``Content-Length``. A content-encoded body (decompressed by aiohttp) has no usable
     length.
     """
     if response.headers.get(hdrs.CONTENT_ENCODING, "identity").lower() != "identity":
         return None
-    if response.status == 206:
-        parsed = _content_range(response)
-        if parsed is not None and parsed[2] is not None:
-            return parsed[2]
-        offset_base = offset
-    else:
-        offset_base = 0
     length = response.content_length
-    return None if length is None else offset_base + length
+    if response.status != 206:
+        return length
+    parsed = _content_range(response)
+    if parsed is None:
+        return None
+    if parsed[2] is not None:
+        return parsed[2]
+    return None if length is None else offset + length
+
+
+def _range_start(response: aiohttp.ClientResponse) -> int | None:
+    parsed = _content_range(response)
+    return None if parsed is None else parsed[0]
 
 
 def _content_range(response: aiohttp.ClientResponse) -> tuple[int, int, int | None] | None:
@@ -206,7 +210,7 @@ async def stream_to_part(
     :class:`TransportError` / :class:`RequestTimeoutError`; whatever arrived before stays in
     the ``.part`` for a resume. ``progress`` gets throttled snapshots and a final one.
     """
-    bad_range = response.status == 206 and resume_offset(response, offset) != offset
+    bad_range = response.status == 206 and _range_start(response) != offset
     tracker = _Progress(progress, filename, expected_total(response, offset), offset)
     writer = await _PartWriter.open(part_path, 0 if bad_range else offset)
     try:
