@@ -26,6 +26,8 @@ from .errors import (
     ValidationError,
 )
 from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
+from .retry import CallKind, RetryPolicy
+from .session import ChutesSession
 
 try:
     __version__ = version("chutes-jobs")
@@ -36,8 +38,10 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "CallKind",
     "ChuteSummary",
     "ChutesError",
+    "ChutesSession",
     "ConfigurationError",
     "ConflictError",
     "DeleteFailedError",
@@ -53,6 +57,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerError",
     "TransportError",
     "UnsafePathError",

@@ -166,6 +166,9 @@ class RateLimitError(APIStatusError):
 class ServerError(APIStatusError):
     """HTTP 5xx: the server failed."""
 
+    #: Seconds from the answer's ``Retry-After`` header (sent with some 503s), else ``None``.
+    retry_after: float | None = None
+
 
 class DeleteFailedError(ServerError):
     """The server answered an error to DELETE and the job still exists.
@@ -236,7 +239,10 @@ def error_for_status(
     if status == 429:
         return RateLimitError(retry_after=retry_after, **kwargs)
     cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIStatusError)
-    return cls(**kwargs)
+    error = cls(**kwargs)
+    if isinstance(error, ServerError):
+        error.retry_after = retry_after
+    return error
 
 
 def _detail_text(detail: Any) -> str:

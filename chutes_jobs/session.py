@@ -1,0 +1,475 @@
+"""``ChutesSession``: settings, the aiohttp session, and the one path every request takes.
+
+``send_once`` makes one HTTP attempt: it adds auth (API key header or a hotkey signature over
+the exact body bytes) and the worker's ``token=``, maps aiohttp's exceptions in one place
+(:func:`map_transport_errors`) and turns error answers into :class:`~chutes_jobs.APIStatusError`
+subclasses. ``request`` serializes JSON once, runs ``send_once`` under the retry policy for the
+call's :class:`~chutes_jobs.CallKind`, and decodes the JSON answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json as jsonlib
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import aiohttp
+import yarl
+
+from ._redact import redact, redact_url
+from .auth import ApiKeyAuth, HotkeyAuth, SigningKeypair, UserAuth, load_keypair
+from .errors import (
+    APIStatusError,
+    ChutesError,
+    ConfigurationError,
+    ProtocolError,
+    RequestTimeoutError,
+    TransportError,
+    error_for_status,
+)
+from .retry import CallKind, RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:
+    from .job import JobHandle
+
+__all__ = ["DEFAULT_BASE_URL", "NO_BODY", "ChutesSession", "map_transport_errors"]
+
+logger = logging.getLogger("chutes_jobs")
+
+DEFAULT_BASE_URL: Final = "https://api.chutes.ai"
+#: How much of an error answer is read to find its ``detail``.
+ERROR_BODY_LIMIT: Final = 64 * 1024
+JSON_CONTENT_TYPE: Final = "application/json"
+
+_ENV_SETTINGS: Final = {
+    "api_key": "CHUTES_API_KEY",
+    "base_url": "CHUTES_BASE_URL",
+    "hotkey": "CHUTES_HOTKEY_SEED",
+    "user_id": "CHUTES_USER_ID",
+}
+
+
+class _NoBody(enum.Enum):
+    NO_BODY = enum.auto()
+
+
+#: Marks "no JSON body" (``None`` is a valid JSON body: ``null``).
+NO_BODY: Final = _NoBody.NO_BODY
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_insecure(url: yarl.URL) -> bool:
+    """Plain http to a host other than this machine."""
+    return url.scheme == "http" and not _is_loopback(url.host)
+
+
+def _safe_cause(exc: BaseException) -> BaseException | None:
+    """``exc`` as a ``__cause__`` unless its text holds a secret (a token-bearing URL)."""
+    text = str(exc)
+    return exc if redact(text) == text else None
+
+
+@contextmanager
+def map_transport_errors(method: str, url: yarl.URL | str) -> Iterator[None]:
+    """Turn aiohttp's exceptions into :class:`TransportError` / :class:`RequestTimeoutError`.
+
+    The one place where transport failures are translated. ``connect_failed`` is set when no
+    connection was made, so the request provably never reached the server.
+    """
+    where = f"{method} {redact_url(url)}"
+    try:
+        yield
+    except ChutesError:  # already ours (RequestTimeoutError is a TimeoutError too)
+        raise
+    except aiohttp.ConnectionTimeoutError as exc:
+        error: TransportError = RequestTimeoutError(
+            f"{where}: timed out connecting", method=method, url=str(url), connect_failed=True
+        )
+        raise error from _safe_cause(exc)
+    except TimeoutError as exc:  # ServerTimeoutError and the total timeout
+        error = RequestTimeoutError(
+            f"{where}: timed out waiting for the answer", method=method, url=str(url)
+        )
+        raise error from _safe_cause(exc)
+    except aiohttp.ClientConnectorError as exc:
+        error = TransportError(
+            f"{where}: could not connect: {exc}", method=method, url=str(url), connect_failed=True
+        )
+        raise error from _safe_cause(exc)
+    except aiohttp.InvalidURL as exc:
+        raise ConfigurationError(f"invalid URL for {where}") from _safe_cause(exc)
+    except aiohttp.ClientError as exc:
+        # ServerDisconnectedError, ClientPayloadError, ClientOSError, ...: the request may
+        # have reached the server.
+        detail = str(exc) or type(exc).__name__
+        error = TransportError(f"{where}: {detail}", method=method, url=str(url))
+        raise error from _safe_cause(exc)
+
+
+def _encode_json(body: Any) -> bytes:
+    """The one serialization of a JSON body: compact, so the signed bytes are the sent bytes."""
+    return jsonlib.dumps(body, separators=(",", ":")).encode()
+
+
+def _user_agent() -> str:
+    try:
+        return f"chutes-jobs/{version('chutes-jobs')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "chutes-jobs/0.0.0"
+
+
+def _error_detail(status: int, text: str, headers: Mapping[str, str]) -> Any:
+    """FastAPI's ``detail`` when the body has one, else the body text, whitespace collapsed."""
+    if 300 <= status < 400:
+        return f"redirect to {headers.get('Location', '?')} (redirects are not followed)"
+    try:
+        parsed = jsonlib.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "detail" in parsed:
+        return parsed["detail"]
+    collapsed = re.sub(r"\s+", " ", text).strip()
+    return collapsed[:200] or None
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def _status_error(
+    response: aiohttp.ClientResponse, method: str, url: yarl.URL
+) -> APIStatusError:
+    text = (await _read_capped(response, ERROR_BODY_LIMIT)).decode("utf-8", "replace")
+    return error_for_status(
+        response.status,
+        detail=_error_detail(response.status, text, response.headers),
+        method=method,
+        url=str(url),
+        body_excerpt=text,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+async def _decode_json(response: aiohttp.ClientResponse, method: str, url: yarl.URL) -> Any:
+    raw = await response.read()
+    text = raw.decode("utf-8", "replace")
+    try:
+        return jsonlib.loads(raw)
+    except ValueError:
+        raise ProtocolError(
+            f"{method} {redact_url(url)}: expected JSON, got something else",
+            status=response.status,
+            body_excerpt=text,
+            method=method,
+            url=str(url),
+        ) from None
+
+
+class ChutesSession:
+    """A connection to the Chutes Jobs API: credentials, timeouts, retries, one connection pool.
+
+    Use it as an async context manager (or call :meth:`close`). User calls authenticate with
+    ``api_key`` (``Authorization`` header) and/or ``hotkey`` (a 64-hex seed or a
+    ``bittensor_wallet.Keypair``; signs create requests, extra ``hotkey``). Worker calls carry
+    a job token and need no credentials.
+
+    Args:
+        base_url: API root; plain ``http://`` is refused for a non-loopback host while
+            credentials are set unless ``allow_insecure_http`` is true.
+        api_key: a ``cpk_...`` key, sent as given.
+        hotkey: a hotkey seed (64 hex characters) or a keypair with ``ss58_address``/``sign``.
+        user_id: kept for callers; never sent (the server ignores ``X-Chutes-UserID``).
+        connect_timeout: seconds to establish a connection.
+        read_timeout: seconds of silence tolerated while reading an answer.
+        request_timeout: total seconds for one JSON request attempt.
+        retry_policy: when and how calls are retried (:class:`RetryPolicy` defaults).
+        connection_limit: most simultaneous connections in the pool.
+        user_agent: the ``User-Agent`` header (``chutes-jobs/<version>``).
+        allow_insecure_http: permit credentials over plain http to a remote host.
+        session: an ``aiohttp.ClientSession`` the caller owns; used as is, never closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | yarl.URL = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        hotkey: str | SigningKeypair | None = None,
+        user_id: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        request_timeout: float = 120.0,
+        retry_policy: RetryPolicy | None = None,
+        connection_limit: int = 100,
+        user_agent: str | None = None,
+        allow_insecure_http: bool = False,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = yarl.URL(str(base_url).rstrip("/"))
+        if not self.base_url.is_absolute() or self.base_url.scheme not in ("http", "https"):
+            raise ConfigurationError(f"base_url must be an http(s) URL, got {str(base_url)!r}")
+        self.user_id = user_id
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self.user_agent = user_agent or _user_agent()
+        self.allow_insecure_http = allow_insecure_http
+        self.connection_limit = connection_limit
+        self.timeout = aiohttp.ClientTimeout(
+            total=request_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        #: Timeout for streaming bodies: no total, so multi-GB transfers are not cut short.
+        self.transfer_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._auth = UserAuth(
+            api_key=ApiKeyAuth(api_key) if api_key else None,
+            hotkey=HotkeyAuth(load_keypair(hotkey)) if hotkey is not None else None,
+        )
+        self._external_session = session
+        self._owned_session: aiohttp.ClientSession | None = None
+        if self._auth.has_credentials:
+            self._refuse_insecure(self.base_url, "credentials")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """A session configured from the environment; keyword ``overrides`` win.
+
+        Reads ``CHUTES_API_KEY``, ``CHUTES_BASE_URL``, ``CHUTES_HOTKEY_SEED`` and
+        ``CHUTES_USER_ID`` (empty values are ignored).
+        """
+        settings: dict[str, Any] = {
+            name: os.environ[var] for name, var in _ENV_SETTINGS.items() if os.environ.get(var)
+        }
+        settings.update(overrides)
+        return cls(**settings)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.http  # noqa: B018 - open the pool inside the running loop
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool this session created (a wrapped session is left open)."""
+        if self._owned_session is not None:
+            await self._owned_session.close()
+            self._owned_session = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The underlying ``aiohttp.ClientSession`` (created on first use)."""
+        if self._external_session is not None:
+            return self._external_session
+        if self._owned_session is None or self._owned_session.closed:
+            connector = aiohttp.TCPConnector(limit=self.connection_limit)
+            self._owned_session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
+        return self._owned_session
+
+    @property
+    def has_user_credentials(self) -> bool:
+        """True when an API key or a hotkey is set (user calls are possible)."""
+        return self._auth.has_credentials
+
+    @property
+    def auth_kind(self) -> str:
+        """Which user credentials are set: ``api_key``, ``hotkey``, ``api_key+hotkey``, ``none``."""
+        return self._auth.kind
+
+    def __repr__(self) -> str:
+        return f"ChutesSession(base_url={str(self.base_url)!r}, auth={self.auth_kind!r})"
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        chute_id: str,
+        method: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        disk_gb: float | None = None,
+    ) -> JobHandle:
+        """Create (and so pay for) one job of ``chute_id``'s ``method``; return its handle.
+
+        A create is never re-sent once it may have reached the server (see :class:`CallKind`).
+        """
+        from .job import create_job
+
+        return await create_job(self, chute_id, method, args, disk_gb=disk_gb)
+
+    def job(self, job_id: str) -> JobHandle:
+        """A handle on an existing job, for its user (nothing is sent yet)."""
+        from .job import JobHandle
+
+        return JobHandle(self, job_id)
+
+    def job_from_status_url(self, status_url: str) -> JobHandle:
+        """A worker's handle built from the job status URL ``{base}/jobs/{id}?token=...``.
+
+        The URL's base must be this session's ``base_url``
+        (``ChutesSession(base_url=...)``); a mismatch raises ``ConfigurationError``.
+        """
+        from .job import JobHandle
+        from .worker import parse_status_url
+
+        parsed = parse_status_url(status_url)
+        if yarl.URL(parsed.base_url.rstrip("/")) != self.base_url:
+            raise ConfigurationError(
+                f"the status URL points to {redact_url(parsed.base_url)} but this session talks "
+                f"to {self.base_url}: create the session with base_url={parsed.base_url!r}"
+            )
+        return JobHandle(self, parsed.job_id, token=parsed.token)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def url(self, path: str | yarl.URL) -> yarl.URL:
+        """``"/jobs/x"`` -> ``base_url + "/jobs/x"``; an absolute URL is returned as is."""
+        candidate = path if isinstance(path, yarl.URL) else yarl.URL(path)
+        if candidate.is_absolute():
+            return candidate
+        return yarl.URL(f"{self.base_url}/{str(path).lstrip('/')}")
+
+    async def request(
+        self,
+        method: str,
+        path: str | yarl.URL,
+        *,
+        kind: CallKind,
+        json: Any = NO_BODY,
+        auth: bool = True,
+        token: str | None = None,
+    ) -> Any:
+        """Send a JSON call with retries (by ``kind``) and return the decoded JSON answer.
+
+        Raises :class:`~chutes_jobs.ConfigurationError` before sending when the call cannot be
+        authenticated, an :class:`~chutes_jobs.APIStatusError` subclass for an error status,
+        :class:`~chutes_jobs.ProtocolError` when a 2xx answer is not JSON, and
+        :class:`~chutes_jobs.TransportError` when the connection fails; ``.attempts`` tells
+        how many attempts were made.
+        """
+        url = self.url(path)
+        body = None if json is NO_BODY else _encode_json(json)
+        headers = {"Accept": JSON_CONTENT_TYPE}
+        if body is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+        self._check_sendable(method, url, auth=auth, token=token, body=body)
+
+        async def attempt(number: int) -> Any:
+            logger.debug("attempt %d: %s %s", number, method, redact_url(url))
+            async with self.send_once(
+                method, url, auth=auth, token=token, headers=headers, data=body
+            ) as response:
+                return await _decode_json(response, method, url)
+
+        return await self.retry_policy.run(kind, attempt)
+
+    @asynccontextmanager
+    async def send_once(
+        self,
+        method: str,
+        url: str | yarl.URL,
+        *,
+        auth: bool = True,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        json: Any = NO_BODY,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Make one HTTP attempt and yield the 2xx response, its body unread, for streaming.
+
+        ``auth`` adds user auth (API key header, or a hotkey signature over the exact body
+        bytes); ``token`` adds ``?token=`` (never logged). An error status raises its
+        :class:`~chutes_jobs.APIStatusError` subclass; aiohttp's failures, here or while the
+        caller reads the body, raise :class:`~chutes_jobs.TransportError`. Redirects are not
+        followed.
+        """
+        target = self.url(url)
+        if token is not None:
+            target = target.update_query(token=token)
+        if json is not NO_BODY:
+            data = _encode_json(json)
+        request_headers = self._headers(method, target, auth=auth, token=token, body=data)
+        if json is not NO_BODY:
+            request_headers["Content-Type"] = JSON_CONTENT_TYPE
+        request_headers.update(headers or {})
+        with map_transport_errors(method, target):
+            async with self.http.request(
+                method,
+                target,
+                data=data,
+                headers=request_headers,
+                timeout=timeout or self.timeout,
+                allow_redirects=False,
+            ) as response:
+                logger.debug("%s %s -> HTTP %d", method, redact_url(target), response.status)
+                if not 200 <= response.status < 300:
+                    raise await _status_error(response, method, target)
+                yield response
+
+    # -- checks and headers ----------------------------------------------------------------
+
+    def _headers(
+        self, method: str, url: yarl.URL, *, auth: bool, token: str | None, body: Any
+    ) -> dict[str, str]:
+        self._check_sendable(method, url, auth=auth, token=token, body=body)
+        headers = {"User-Agent": self.user_agent}
+        if auth:
+            headers.update(self._auth.headers(method, _signable_bytes(body)))
+        return headers
+
+    def _check_sendable(
+        self, method: str, url: yarl.URL, *, auth: bool, token: str | None, body: Any
+    ) -> None:
+        """Raise :class:`ConfigurationError` for a call that must not be sent at all."""
+        if auth:
+            self._auth.check(method, _signable_bytes(body))
+            self._refuse_insecure(url, "credentials")
+        if token is not None:
+            self._refuse_insecure(url, "a job token")
+
+    def _refuse_insecure(self, url: yarl.URL, what: str) -> None:
+        if _is_insecure(url) and not self.allow_insecure_http:
+            raise ConfigurationError(
+                f"refusing to send {what} over plain http to {url.host}: use https, or pass "
+                "allow_insecure_http=True if this network is trusted"
+            )
+
+
+def _signable_bytes(body: Any) -> bytes | None:
+    """The body as bytes when it can be signed (bytes-like), else ``None``."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    return None

@@ -1,0 +1,57 @@
+"""Shared fixtures. Keep this small: each test module holds its own helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import aioresponses.core as aioresponses_core
+import pytest
+from aioresponses import aioresponses
+
+from chutes_jobs import RetryPolicy
+
+
+class FakeTime:
+    """A clock and a sleep that never wait: sleeping advances the clock and is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def policy(self, **settings: Any) -> RetryPolicy:
+        """A :class:`RetryPolicy` on this fake time (``settings`` override its fields)."""
+        return RetryPolicy(sleep=self.sleep, monotonic=self.monotonic, **settings)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+class _SentBody:
+    output_size = 0
+
+
+class _MockedResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without aiohttp 3.14's ``stream_writer``."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _SentBody())
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def http_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    """aioresponses: every aiohttp request is answered by what the test registers."""
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
+    with aioresponses() as mocked:
+        yield mocked
