@@ -1,0 +1,579 @@
+"""A durable, asyncio-friendly SQLite ledger of bulk submissions.
+
+Creates are billed and not idempotent, and the API has no idempotency key and no list endpoint
+(PROTOCOL.md, "Create"). So a bulk run records, per input key, what it did *before* and *after*
+each create, and a re-run after a crash reads the ledger instead of creating the job again::
+
+    async with await Ledger.open("run.db") as ledger:
+        await ledger.mark_creating(key, index)      # durable BEFORE the create is sent
+        job = await session.create_job(...)
+        await ledger.mark_submitted(key, job.job_id)
+
+States and their legal transitions (anything else raises :class:`LedgerError`)::
+
+    (absent), not_submitted -> creating -> submitted -> finished -> downloaded
+                                        |            -> failed
+                                        -> unknown -> submitted
+                                        -> not_submitted
+
+``mark_creating`` on a key in any state but absent or ``not_submitted`` is refused: that is the
+double-create guard. A row left ``creating`` means the process died between the mark and the
+answer, so the create may have reached the server: on re-run the bulk layer treats ``creating``
+rows as ``unknown`` (never re-creates them). Re-marking a row with the state and data it already
+has is accepted (so a write whose caller was cancelled can safely be re-issued); re-marking it
+with different data is refused.
+
+How it works: one dedicated thread owns the one ``sqlite3`` connection, so the event loop never
+touches the disk. Every call is a request queued to that thread; the thread takes everything
+pending, runs all writes in ONE transaction (each in its own savepoint, so a refused or failing
+write affects only its caller), commits once (WAL, ``synchronous=FULL``: durable on return),
+then resolves every caller. Under load, many concurrent callers share one fsync (group commit).
+
+Cancellation: a write is queued when its call starts; cancelling the awaiting coroutine only
+stops the waiting. The write is still applied atomically (or refused) exactly as if the caller
+had waited. :meth:`Ledger.close` drains every queued write before it returns.
+
+The database is opened in SQLite's exclusive locking mode: while one :class:`Ledger` has the file
+open, no other process (or ledger) can open it, so two runs of the same batch cannot both create.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import enum
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from .errors import ChutesError
+
+__all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "LedgerError", "LedgerState"]
+
+#: The version of the ledger's table layout; a file of another version is refused.
+SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+_Connection = sqlite3.Connection
+_LOCK_WAIT_SECONDS = 1.0
+_KEYS_PER_QUERY = 500  # below SQLite's historical limit of 999 bound variables
+_DEFAULT_MAX_BATCH = 1024
+_COLUMNS = "key, input_index, state, job_id, outcome, error, paths, updated_at"
+
+
+class LedgerError(ChutesError):
+    """The ledger refused an operation: an illegal transition, a closed or incompatible file."""
+
+
+class LedgerState(enum.StrEnum):
+    """What the ledger knows about one input key."""
+
+    CREATING = "creating"  #: written before the create request is sent
+    SUBMITTED = "submitted"  #: the job id is known
+    UNKNOWN = "unknown"  #: the create may have reached the server, but no answer came
+    FINISHED = "finished"  #: the job finished; its outcome is recorded
+    FAILED = "failed"  #: the job finished as a failure
+    DOWNLOADED = "downloaded"  #: the outputs are on disk; their paths are recorded
+    NOT_SUBMITTED = "not_submitted"  #: the create was refused before acting; may be retried
+
+
+def _freeze_paths(paths: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    return None if paths is None else MappingProxyType(dict(paths))
+
+
+@attrs.frozen
+class LedgerEntry:
+    """One row of the ledger: the latest known state of one input key."""
+
+    key: str
+    input_index: int
+    state: LedgerState
+    job_id: str | None
+    outcome: str | None
+    error: str | None
+    paths: Mapping[str, str] | None = attrs.field(converter=_freeze_paths, hash=False)
+    updated_at: float
+
+
+# ----------------------------------------------------------------------------- schema
+
+_SCHEMA = f"""
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE ledger (
+    key TEXT PRIMARY KEY,
+    input_index INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s.value) for s in LedgerState)})),
+    job_id TEXT NULL,
+    outcome TEXT NULL,
+    error TEXT NULL,
+    paths TEXT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX ledger_state ON ledger (state);
+"""
+
+
+def _connect(path: str) -> _Connection:
+    """Open ``path`` exclusively, in WAL mode with full fsync, with the schema in place."""
+    try:
+        conn = sqlite3.connect(path, timeout=_LOCK_WAIT_SECONDS, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        _ensure_schema(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise LedgerError(_open_failure(path, exc)) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_failure(path: str, exc: sqlite3.Error) -> str:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return f"ledger {path} is in use by another process or Ledger (close it first)"
+    return f"cannot open ledger {path}: {exc}"
+
+
+def _ensure_schema(conn: _Connection, path: str) -> None:
+    """Create the schema in an empty file; refuse a file holding anything else."""
+    conn.execute("BEGIN IMMEDIATE")  # also takes the exclusive lock for the ledger's lifetime
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            _create_schema(conn)
+        elif "meta" not in tables or "ledger" not in tables:
+            raise LedgerError(f"{path} is not a chutes-jobs ledger (it holds other tables)")
+        else:
+            _check_version(conn, path)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _create_schema(conn: _Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _check_version(conn: _Connection, path: str) -> None:
+    row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+    found = None if row is None else row[0]
+    if found != str(SCHEMA_VERSION):
+        raise LedgerError(
+            f"ledger {path} has schema version {found}, this chutes-jobs reads version "
+            f"{SCHEMA_VERSION}: use a new ledger file or the chutes-jobs version that wrote it"
+        )
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    key, index, state, job_id, outcome, error, paths, updated_at = row
+    return LedgerEntry(
+        key=key,
+        input_index=index,
+        state=LedgerState(state),
+        job_id=job_id,
+        outcome=outcome,
+        error=error,
+        paths=None if paths is None else json.loads(paths),
+        updated_at=updated_at,
+    )
+
+
+def _select_one(conn: _Connection, key: str) -> LedgerEntry | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM ledger WHERE key = ?", (key,)).fetchone()
+    return None if row is None else _entry(row)
+
+
+def _select_many(conn: _Connection, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+    found: dict[str, LedgerEntry] = {}
+    unique = list(dict.fromkeys(keys))
+    conn.execute("BEGIN")  # one consistent snapshot across the chunks
+    try:
+        for start in range(0, len(unique), _KEYS_PER_QUERY):
+            chunk = unique[start : start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {_COLUMNS} FROM ledger WHERE key IN ({marks})"
+            found.update((e.key, e) for e in map(_entry, conn.execute(sql, chunk)))
+    finally:
+        conn.execute("COMMIT")
+    return found
+
+
+def _select_state(conn: _Connection, state: LedgerState | None) -> list[LedgerEntry]:
+    sql = f"SELECT {_COLUMNS} FROM ledger"
+    args: tuple[str, ...] = ()
+    if state is not None:
+        sql, args = sql + " WHERE state = ?", (state.value,)
+    return [_entry(row) for row in conn.execute(sql + " ORDER BY input_index, key", args)]
+
+
+def _count_states(conn: _Connection) -> dict[LedgerState, int]:
+    counts = dict.fromkeys(LedgerState, 0)
+    for state, n in conn.execute("SELECT state, COUNT(*) FROM ledger GROUP BY state"):
+        counts[LedgerState(state)] = n
+    return counts
+
+
+# ----------------------------------------------------------------------------- transitions
+
+_S = LedgerState
+#: For each target state, the states a row may be in before it (None: no row yet).
+_ALLOWED_FROM: dict[LedgerState, frozenset[LedgerState | None]] = {
+    _S.CREATING: frozenset({None, _S.NOT_SUBMITTED}),
+    _S.SUBMITTED: frozenset({_S.CREATING, _S.UNKNOWN, _S.SUBMITTED}),
+    _S.UNKNOWN: frozenset({_S.CREATING, _S.UNKNOWN}),
+    _S.NOT_SUBMITTED: frozenset({_S.CREATING, _S.NOT_SUBMITTED}),
+    _S.FINISHED: frozenset({_S.SUBMITTED, _S.FINISHED}),
+    _S.FAILED: frozenset({_S.SUBMITTED, _S.FAILED}),
+    _S.DOWNLOADED: frozenset({_S.FINISHED, _S.DOWNLOADED}),
+}
+#: Columns that must match when a row is re-marked with the state it already has.
+_MUST_MATCH: dict[LedgerState, tuple[str, ...]] = {
+    _S.SUBMITTED: ("job_id",),
+    _S.FINISHED: ("outcome",),
+    _S.FAILED: ("outcome",),
+}
+
+
+def _check_transition(
+    current: LedgerEntry | None, key: str, target: LedgerState, values: Mapping[str, Any]
+) -> None:
+    """Raise :class:`LedgerError` unless ``current`` may become ``target`` with ``values``."""
+    before = None if current is None else current.state
+    if before not in _ALLOWED_FROM[target]:
+        shown = "absent" if before is None else before.value
+        hint = ""
+        if target is _S.CREATING:
+            hint = " (a create may already have been sent for it; creating again could bill twice)"
+        raise LedgerError(f"ledger key {key!r}: cannot mark {target.value} from {shown}{hint}")
+    if current is not None and before is target:
+        for column in _MUST_MATCH.get(target, ()):
+            if getattr(current, column) != values[column]:
+                raise LedgerError(
+                    f"ledger key {key!r} is already {target.value} with {column}="
+                    f"{getattr(current, column)!r}, refusing {column}={values[column]!r}"
+                )
+
+
+def _transition(key: str, target: LedgerState, **values: Any) -> Callable[[_Connection], None]:
+    """A write that moves ``key`` to ``target``, setting ``values``, after checking it is legal."""
+
+    def write(conn: _Connection) -> None:
+        _check_transition(_select_one(conn, key), key, target, values)
+        columns = {"state": target.value, "updated_at": time.time(), **values}
+        if target is _S.CREATING:
+            _upsert_creating(conn, key, columns)
+        else:
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            conn.execute(f"UPDATE ledger SET {assignments} WHERE key = ?", (*columns.values(), key))
+
+    return write
+
+
+def _upsert_creating(conn: _Connection, key: str, columns: Mapping[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO ledger (key, input_index, state, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET input_index = excluded.input_index, "
+        "state = excluded.state, updated_at = excluded.updated_at, "
+        "job_id = NULL, outcome = NULL, error = NULL, paths = NULL",
+        (key, columns["input_index"], columns["state"], columns["updated_at"]),
+    )
+
+
+# ----------------------------------------------------------------------------- the DB thread
+
+
+@attrs.define
+class _Request(Generic[_T]):
+    work: Callable[[_Connection], _T]
+    write: bool
+    future: asyncio.Future[_T]
+    loop: asyncio.AbstractEventLoop
+
+
+_Outcome = tuple["_Request[Any]", Any, BaseException | None]
+
+
+def _settle(outcomes: Iterable[_Outcome]) -> None:
+    """On the event loop: hand each caller its result, unless it stopped waiting."""
+    for request, result, error in outcomes:
+        if request.future.done():
+            continue  # cancelled: the write happened anyway
+        if error is None:
+            request.future.set_result(result)
+        else:
+            request.future.set_exception(error)
+
+
+class _DbThread:
+    """The one thread that owns the connection and applies queued requests in batches."""
+
+    def __init__(self, path: str, max_batch: int) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self.commits = 0
+        self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue: queue.SimpleQueue[_Request[Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name="chutes-jobs-ledger", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: _Request[Any] | None) -> None:
+        """Queue a request (None: close the connection once everything before it is done)."""
+        self._queue.put(request)
+
+    def _main(self) -> None:
+        try:
+            conn = _connect(self.path)
+        except BaseException as exc:
+            self.opened.set_exception(exc)
+            return
+        self.opened.set_result(None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+            self.stopped.set_result(None)
+
+    def _serve(self, conn: _Connection) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _next_batch(self) -> tuple[list[_Request[Any]], bool]:
+        """Block for one request, then take whatever else is already pending."""
+        batch: list[_Request[Any]] = []
+        item = self._queue.get()
+        while item is not None:
+            batch.append(item)
+            if len(batch) >= self.max_batch:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _run_batch(self, conn: _Connection, batch: list[_Request[Any]]) -> None:
+        writes = [r for r in batch if r.write]
+        outcomes = self._commit_writes(conn, writes) if writes else []
+        outcomes += [_run_alone(conn, r) for r in batch if not r.write]
+        self._deliver(outcomes)
+
+    def _commit_writes(self, conn: _Connection, writes: list[_Request[Any]]) -> list[_Outcome]:
+        """All writes in one transaction, each in a savepoint; one commit for them all."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = [_run_in_savepoint(conn, r) for r in writes]
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            # The transaction itself failed (disk full, I/O error...): nothing of it was
+            # committed. Retry each write alone so every caller gets its own answer.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [_run_alone(conn, r) for r in writes]
+            self.commits += len(writes)
+            return outcomes
+        self.commits += 1
+        return outcomes
+
+    def _deliver(self, outcomes: list[_Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_settle, items)
+
+
+def _run_in_savepoint(conn: _Connection, request: _Request[Any]) -> _Outcome:
+    conn.execute("SAVEPOINT write")
+    try:
+        result = request.work(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO write")
+        conn.execute("RELEASE write")
+        return request, None, exc
+    conn.execute("RELEASE write")
+    return request, result, None
+
+
+def _run_alone(conn: _Connection, request: _Request[Any]) -> _Outcome:
+    """Run one request in its own transaction (a read, or a write retried alone)."""
+    try:
+        if request.write:
+            conn.execute("BEGIN IMMEDIATE")
+        result = request.work(conn)
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+    except Exception as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return request, None, exc
+    return request, result, None
+
+
+def _close_if_opened(db: _DbThread) -> Callable[[concurrent.futures.Future[None]], None]:
+    """A callback closing ``db`` once it has opened (its opener was cancelled meanwhile)."""
+
+    def close(opened: concurrent.futures.Future[None]) -> None:
+        if opened.exception() is None:
+            db.submit(None)
+
+    return close
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+class Ledger:
+    """A durable record of a bulk run, one row per input key. Open with :meth:`open`.
+
+    Every method is a coroutine that returns once its work is done on the ledger's own thread;
+    every ``mark_*`` returns only once its write is committed durably.
+    """
+
+    def __init__(self, db: _DbThread) -> None:
+        """Use :meth:`open`."""
+        self._db = db
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str | os.PathLike[str], *, max_batch: int = _DEFAULT_MAX_BATCH
+    ) -> Ledger:
+        """Open (or create) the ledger at ``path``.
+
+        ``max_batch`` caps how many writes share one transaction (1: one commit per write).
+        Raises :class:`LedgerError` if the file is not a ledger, has another schema version, or
+        is open elsewhere.
+        """
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        db = _DbThread(os.fspath(path), max_batch)
+        try:
+            # shield: cancelling the wait must not cancel the thread's own future
+            await asyncio.shield(asyncio.wrap_future(db.opened))
+        except asyncio.CancelledError:
+            db.opened.add_done_callback(_close_if_opened(db))
+            raise
+        return cls(db)
+
+    @property
+    def path(self) -> str:
+        """The ledger's file path."""
+        return self._db.path
+
+    @property
+    def commit_count(self) -> int:
+        """How many write transactions were committed so far (for monitoring and benchmarks)."""
+        return self._db.commits
+
+    async def close(self) -> None:
+        """Apply every queued write, then close the file. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._db.submit(None)
+        await asyncio.shield(asyncio.wrap_future(self._db.stopped))
+
+    async def __aenter__(self) -> Ledger:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Ledger {self.path!r}{' closed' if self._closed else ''}>"
+
+    # -- reads
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """The entry of ``key``, or None if the ledger has never seen it."""
+        return await self._call(lambda conn: _select_one(conn, key), write=False)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        """The entries of those ``keys`` the ledger knows, by key (one consistent read)."""
+        keys = list(keys)
+        return await self._call(lambda conn: _select_many(conn, keys), write=False)
+
+    async def entries(self, state: LedgerState | None = None) -> list[LedgerEntry]:
+        """Every entry (or those in ``state``), ordered by input index."""
+        return await self._call(lambda conn: _select_state(conn, state), write=False)
+
+    async def counts(self) -> dict[LedgerState, int]:
+        """How many keys are in each state (every state present, zeros included)."""
+        return await self._call(_count_states, write=False)
+
+    # -- writes
+
+    async def mark_creating(self, key: str, index: int) -> None:
+        """Record, before sending it, that a create is about to be sent for ``key``.
+
+        Refused unless ``key`` is new or ``not_submitted``: the double-create guard.
+        """
+        await self._write(_transition(key, _S.CREATING, input_index=index))
+
+    async def mark_submitted(self, key: str, job_id: str) -> None:
+        """Record the job id a create answered with (from ``creating`` or ``unknown``)."""
+        await self._write(_transition(key, _S.SUBMITTED, job_id=job_id, error=None))
+
+    async def mark_unknown(self, key: str, error: str) -> None:
+        """Record that the create may have reached the server but its answer was lost."""
+        await self._write(_transition(key, _S.UNKNOWN, error=error))
+
+    async def mark_not_submitted(self, key: str, error: str) -> None:
+        """Record that the create was refused before acting (the key may be retried)."""
+        await self._write(_transition(key, _S.NOT_SUBMITTED, error=error))
+
+    async def mark_finished(
+        self, key: str, *, outcome: str, failed: bool, error: str | None = None
+    ) -> None:
+        """Record a submitted job's final ``outcome`` (e.g. its status) and, if any, ``error``."""
+        target = _S.FAILED if failed else _S.FINISHED
+        await self._write(_transition(key, target, outcome=outcome, error=error))
+
+    async def mark_downloaded(self, key: str, paths: Mapping[str, str]) -> None:
+        """Record where a finished job's outputs were written: ``{filename: path}``."""
+        encoded = json.dumps({str(name): str(path) for name, path in paths.items()})
+        await self._write(_transition(key, _S.DOWNLOADED, paths=encoded))
+
+    # -- plumbing
+
+    async def _write(self, work: Callable[[_Connection], None]) -> None:
+        await self._call(work, write=True)
+
+    async def _call(self, work: Callable[[_Connection], _T], *, write: bool) -> _T:
+        if self._closed:
+            raise LedgerError(f"ledger {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._db.submit(_Request(work, write, future, loop))
+        return await future

@@ -1,0 +1,358 @@
+"""The bulk-run ledger: transitions, durability, group commit, crash and cancellation safety."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sqlite3
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from chutes_jobs.ledger import SCHEMA_VERSION, Ledger, LedgerEntry, LedgerError, LedgerState
+
+S = LedgerState
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "run.db"
+
+
+@pytest.fixture
+async def ledger(db_path: Path) -> AsyncIterator[Ledger]:
+    async with await Ledger.open(db_path) as opened:
+        yield opened
+
+
+async def entry_of(ledger: Ledger, key: str) -> LedgerEntry:
+    entry = await ledger.get(key)
+    assert entry is not None, f"{key!r} is not in the ledger"
+    return entry
+
+
+async def submitted(ledger: Ledger, key: str, index: int = 0) -> None:
+    await ledger.mark_creating(key, index)
+    await ledger.mark_submitted(key, f"job-{key}")
+
+
+# ----------------------------------------------------------------------------- transitions
+
+
+async def test_success_path_records_every_step(ledger: Ledger) -> None:
+    await ledger.mark_creating("a", 7)
+    assert (await entry_of(ledger, "a")).state is S.CREATING
+    await ledger.mark_submitted("a", "job-1")
+    await ledger.mark_finished("a", outcome="complete", failed=False)
+    await ledger.mark_downloaded("a", {"out/x.png": "/data/x.png"})
+
+    entry = await ledger.get("a")
+    assert entry is not None
+    assert (entry.key, entry.input_index, entry.state) == ("a", 7, S.DOWNLOADED)
+    assert (entry.job_id, entry.outcome, entry.error) == ("job-1", "complete", None)
+    assert dict(entry.paths or {}) == {"out/x.png": "/data/x.png"}
+    assert entry.updated_at > 0
+
+
+async def test_failed_job_keeps_outcome_and_error(ledger: Ledger) -> None:
+    await submitted(ledger, "a")
+    await ledger.mark_finished("a", outcome="error", failed=True, error="CUDA OOM")
+    entry = await ledger.get("a")
+    assert entry is not None
+    assert (entry.state, entry.outcome, entry.error) == (S.FAILED, "error", "CUDA OOM")
+
+
+async def test_unknown_create_can_later_learn_its_job_id(ledger: Ledger) -> None:
+    await ledger.mark_creating("a", 0)
+    await ledger.mark_unknown("a", "connection reset after send")
+    assert (await entry_of(ledger, "a")).error == "connection reset after send"
+    await ledger.mark_submitted("a", "job-1")
+    entry = await ledger.get("a")
+    assert entry is not None
+    assert (entry.state, entry.job_id, entry.error) == (S.SUBMITTED, "job-1", None)
+
+
+async def test_not_submitted_key_can_be_created_again(ledger: Ledger) -> None:
+    await ledger.mark_creating("a", 0)
+    await ledger.mark_not_submitted("a", "429 Daily job quota exceeded")
+    assert (await entry_of(ledger, "a")).state is S.NOT_SUBMITTED
+    await ledger.mark_creating("a", 3)
+    entry = await ledger.get("a")
+    assert entry is not None
+    assert (entry.state, entry.input_index, entry.error) == (S.CREATING, 3, None)
+
+
+async def test_repeating_a_write_with_the_same_data_is_accepted(ledger: Ledger) -> None:
+    await submitted(ledger, "a")
+    await ledger.mark_submitted("a", "job-a")  # e.g. re-issued after its caller was cancelled
+    await ledger.mark_finished("a", outcome="complete", failed=False)
+    await ledger.mark_finished("a", outcome="complete", failed=False)
+    assert (await entry_of(ledger, "a")).state is S.FINISHED
+
+
+async def test_unknown_key_reads_as_none(ledger: Ledger) -> None:
+    assert await ledger.get("nope") is None
+    assert await ledger.get_many(["nope"]) == {}
+
+
+Step = Callable[[Ledger], Awaitable[None]]
+
+
+async def _absent(ledger: Ledger) -> None:
+    return None
+
+
+async def _creating(ledger: Ledger) -> None:
+    await ledger.mark_creating("a", 0)
+
+
+async def _submitted(ledger: Ledger) -> None:
+    await submitted(ledger, "a")
+
+
+async def _unknown(ledger: Ledger) -> None:
+    await ledger.mark_creating("a", 0)
+    await ledger.mark_unknown("a", "timeout")
+
+
+async def _failed(ledger: Ledger, key: str = "a") -> None:
+    await submitted(ledger, key)
+    await ledger.mark_finished(key, outcome="error", failed=True)
+
+
+def _create(lg: Ledger) -> Awaitable[None]:
+    return lg.mark_creating("a", 0)
+
+
+ILLEGAL = [
+    pytest.param(_creating, _create, id="create twice"),
+    pytest.param(_submitted, _create, id="create after submit"),
+    pytest.param(_unknown, _create, id="create after unknown"),
+    pytest.param(_absent, lambda lg: lg.mark_submitted("a", "job-a"), id="submit unseen key"),
+    pytest.param(_submitted, lambda lg: lg.mark_submitted("a", "job-b"), id="submit other job id"),
+    pytest.param(
+        _creating,
+        lambda lg: lg.mark_finished("a", outcome="complete", failed=False),
+        id="finish before submit",
+    ),
+    pytest.param(
+        _failed, lambda lg: lg.mark_downloaded("a", {"x": "/x"}), id="download failed job"
+    ),
+    pytest.param(
+        _submitted, lambda lg: lg.mark_not_submitted("a", "late"), id="refused after submit"
+    ),
+]
+
+
+@pytest.mark.parametrize(("setup", "illegal"), ILLEGAL)
+async def test_illegal_transition_is_refused_and_changes_nothing(
+    ledger: Ledger, setup: Step, illegal: Step
+) -> None:
+    await setup(ledger)
+    before = await ledger.get("a")
+    with pytest.raises(LedgerError, match="'a'"):
+        await illegal(ledger)
+    assert await ledger.get("a") == before
+
+
+async def test_double_create_error_says_why(ledger: Ledger) -> None:
+    await submitted(ledger, "a")
+    with pytest.raises(LedgerError, match=r"cannot mark creating from submitted.*bill twice"):
+        await ledger.mark_creating("a", 0)
+
+
+async def test_a_refused_write_fails_only_its_own_caller(ledger: Ledger) -> None:
+    await submitted(ledger, "taken")
+    writes = [ledger.mark_creating(f"k{i}", i) for i in range(50)]
+    writes.insert(25, ledger.mark_creating("taken", 99))
+    results = await asyncio.gather(*writes, return_exceptions=True)
+
+    assert [type(r) for r in results if r is not None] == [LedgerError]
+    assert len(await ledger.entries(S.CREATING)) == 50
+    assert (await entry_of(ledger, "taken")).state is S.SUBMITTED
+
+
+# ----------------------------------------------------------------------------- queries
+
+
+async def test_entries_and_counts_by_state(ledger: Ledger) -> None:
+    await ledger.mark_creating("c", 2)
+    await submitted(ledger, "s", 1)
+    await _failed(ledger, "f")
+
+    assert [e.key for e in await ledger.entries()] == ["f", "s", "c"]  # by input index, key
+    assert [e.key for e in await ledger.entries(S.SUBMITTED)] == ["s"]
+    counts = await ledger.counts()
+    assert counts == {**dict.fromkeys(S, 0), S.CREATING: 1, S.SUBMITTED: 1, S.FAILED: 1}
+
+
+async def test_get_many_beyond_sqlite_variable_limit(ledger: Ledger) -> None:
+    await asyncio.gather(*(ledger.mark_creating(f"k{i}", i) for i in range(2500)))
+    asked = [f"k{i}" for i in range(0, 3000, 1)] + ["k5", "k5"]
+    found = await ledger.get_many(asked)
+    assert sorted(found) == sorted(f"k{i}" for i in range(2500))
+    assert found["k2499"].input_index == 2499
+
+
+# ----------------------------------------------------------------------------- durability
+
+
+async def test_entries_survive_reopen(db_path: Path) -> None:
+    async with await Ledger.open(db_path) as ledger:
+        await submitted(ledger, "a")
+        await ledger.mark_creating("b", 1)
+    async with await Ledger.open(db_path) as ledger:
+        assert (await entry_of(ledger, "a")).job_id == "job-a"
+        assert (await entry_of(ledger, "b")).state is S.CREATING
+        with pytest.raises(LedgerError):
+            await ledger.mark_creating("a", 0)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+KILLED_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from chutes_jobs.ledger import Ledger
+
+    async def main():
+        ledger = await Ledger.open(sys.argv[1])
+        await ledger.mark_creating("sent", 0)
+        await ledger.mark_submitted("sent", "job-1")
+        await ledger.mark_creating("in-flight", 1)
+        print("marked", flush=True)
+        await asyncio.sleep(3600)  # killed here, never closed
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_row_marked_creating_survives_sigkill(db_path: Path) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_CHILD, str(db_path), stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    assert await asyncio.wait_for(child.stdout.readline(), 30) == b"marked\n"
+    child.send_signal(signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL
+
+    async with await Ledger.open(db_path) as ledger:
+        found = await ledger.get_many(["sent", "in-flight"])
+        assert found["sent"].state is S.SUBMITTED
+        assert found["in-flight"].state is S.CREATING
+        with pytest.raises(LedgerError):  # the re-run cannot create it a second time
+            await ledger.mark_creating("in-flight", 1)
+
+
+async def test_other_schema_version_is_refused_with_the_path(db_path: Path) -> None:
+    async with await Ledger.open(db_path):
+        pass
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    conn.close()
+    with pytest.raises(
+        LedgerError, match=rf"{re.escape(str(db_path))}.*schema version 99.*{SCHEMA_VERSION}"
+    ):
+        await Ledger.open(db_path)
+
+
+async def test_foreign_files_are_refused(tmp_path: Path) -> None:
+    other_db = tmp_path / "app.db"
+    with sqlite3.connect(other_db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    conn.close()
+    with pytest.raises(LedgerError, match="not a chutes-jobs ledger"):
+        await Ledger.open(other_db)
+
+    text = tmp_path / "notes.txt"
+    text.write_text("x" * 4096)
+    with pytest.raises(LedgerError, match=r"notes\.txt"):
+        await Ledger.open(text)
+
+
+async def test_second_open_of_a_ledger_in_use_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(LedgerError, match="in use"):
+        await Ledger.open(ledger.path)
+
+
+async def test_closed_ledger_refuses_calls(db_path: Path) -> None:
+    ledger = await Ledger.open(db_path)
+    await ledger.close()
+    await ledger.close()  # idempotent
+    with pytest.raises(LedgerError, match="closed"):
+        await ledger.get("a")
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+async def test_200_concurrent_writers_are_all_recorded_in_few_commits(ledger: Ledger) -> None:
+    async def one(i: int) -> None:
+        await submitted(ledger, f"k{i}", i)
+
+    await asyncio.gather(*(one(i) for i in range(200)))
+
+    entries = await ledger.entries(S.SUBMITTED)
+    assert [(e.key, e.job_id) for e in entries] == [(f"k{i}", f"job-k{i}") for i in range(200)]
+    assert ledger.commit_count < 400  # 400 writes shared their commits
+
+
+async def test_max_batch_1_commits_every_write(db_path: Path) -> None:
+    async with await Ledger.open(db_path, max_batch=1) as ledger:
+        await asyncio.gather(*(ledger.mark_creating(f"k{i}", i) for i in range(20)))
+        assert ledger.commit_count == 20
+
+
+async def test_event_loop_keeps_running_during_a_large_batch(ledger: Ledger) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    writes = asyncio.gather(*(ledger.mark_creating(f"k{i}", i) for i in range(3000)))
+    await asyncio.sleep(0)  # every write is now queued
+    queued_at = ticks
+    await writes
+    during_writes = ticks - queued_at
+
+    before_read = ticks
+    found = await ledger.get_many([f"k{i}" for i in range(3000)])  # one large read
+    during_read = ticks - before_read
+    ticking.cancel()
+
+    assert len(found) == 3000
+    assert during_writes > 0
+    assert during_read > 0
+
+
+# ----------------------------------------------------------------------------- cancellation
+
+
+async def test_cancelled_caller_still_gets_its_write_committed(ledger: Ledger) -> None:
+    task = asyncio.create_task(ledger.mark_creating("a", 0))
+    await asyncio.sleep(0)  # the write is queued
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await entry_of(ledger, "a")).state is S.CREATING
+
+
+async def test_close_drains_pending_writes(db_path: Path) -> None:
+    ledger = await Ledger.open(db_path)
+    tasks = [asyncio.create_task(ledger.mark_creating(f"k{i}", i)) for i in range(500)]
+    await asyncio.sleep(0)  # all queued, none answered yet
+    await ledger.close()
+    await asyncio.gather(*tasks)
+
+    async with await Ledger.open(db_path) as reopened:
+        assert (await reopened.counts())[S.CREATING] == 500
