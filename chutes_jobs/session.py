@@ -49,6 +49,8 @@ DEFAULT_BASE_URL: Final = "https://api.chutes.ai"
 ERROR_BODY_LIMIT: Final = 64 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
 
+_HTML_TITLE: Final = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
 _ENV_SETTINGS: Final = {
     "api_key": "CHUTES_API_KEY",
     "base_url": "CHUTES_BASE_URL",
@@ -146,8 +148,14 @@ def _error_detail(status: int, text: str, headers: Mapping[str, str]) -> Any:
         parsed = None
     if isinstance(parsed, dict) and "detail" in parsed:
         return parsed["detail"]
-    collapsed = re.sub(r"\s+", " ", text).strip()
-    return collapsed[:200] or None
+    title = _HTML_TITLE.search(text)
+    if title:  # a proxy's error page: its title says it all, the excerpt keeps the rest
+        return f"{_collapse(title.group(1))} (HTML page)"
+    return _collapse(text)[:200] or None
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -178,12 +186,13 @@ async def _status_error(
 
 async def _decode_json(response: aiohttp.ClientResponse, method: str, url: yarl.URL) -> Any:
     raw = await response.read()
-    text = raw.decode("utf-8", "replace")
     try:
         return jsonlib.loads(raw)
     except ValueError:
+        text = raw.decode("utf-8", "replace")
+        got = "an HTML page" if "html" in response.content_type else "invalid or truncated JSON"
         raise ProtocolError(
-            f"{method} {redact_url(url)}: expected JSON, got something else",
+            f"{method} {redact_url(url)}: expected JSON, got {got}",
             status=response.status,
             body_excerpt=text,
             method=method,

@@ -343,12 +343,13 @@ async def test_html_502_is_a_server_error_with_an_excerpt(
         await read_job(api)
     assert info.value.status == 502
     assert info.value.body_excerpt == HTML_502[:200]
-    assert "502 Bad Gateway" in str(info.value)
+    assert info.value.detail == "502 Bad Gateway (HTML page)"
+    assert str(info.value).endswith("HTTP 502: 502 Bad Gateway (HTML page)")
 
 
 async def test_html_on_200_is_a_protocol_error(api: ChutesSession, http_mock: aioresponses) -> None:
     http_mock.get(JOB_URL, status=200, body=HTML_502, content_type="text/html")
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(ProtocolError, match="expected JSON, got an HTML page") as info:
         await read_job(api)
     assert info.value.status == 200
     assert info.value.body_excerpt == HTML_502[:200]
@@ -359,7 +360,7 @@ async def test_truncated_json_is_a_protocol_error(
     api: ChutesSession, http_mock: aioresponses
 ) -> None:
     http_mock.get(JOB_URL, status=200, body='{"job_id": "2f0c7e8e-0b43-4c2e-9a55-0d1a4f')
-    with pytest.raises(ProtocolError, match="HTTP 200") as info:
+    with pytest.raises(ProtocolError, match=r"invalid or truncated JSON \(HTTP 200\)") as info:
         await read_job(api)
     assert info.value.body_excerpt.startswith('{"job_id"')
     assert info.value.attempts == 1
