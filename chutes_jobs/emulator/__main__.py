@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-range", action="store_true", help="answer Range with 200, as live")
     parser.add_argument("--live-quirks", action="store_true", help="reproduce the live bugs")
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
                 host=args.host,
@@ -57,8 +58,6 @@ def main(argv: list[str] | None = None) -> None:
                 live_quirks=args.live_quirks,
             )
         )
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

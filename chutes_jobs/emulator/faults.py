@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .responses import bare_500, detail_response
 
-__all__ = ["ROUTE_NAMES", "Fault", "FaultPlan", "close_connection"]
+__all__ = ["FAULT_KEY", "ROUTE_NAMES", "Fault", "FaultPlan", "close_connection"]
 
 #: The routes a fault can target.
 ROUTE_NAMES = ("create", "get", "delete", "finish", "upload", "complete", "download")
@@ -166,6 +166,10 @@ class FaultPlan:
         """Teardown: hung requests stop waiting and are closed unanswered."""
         self._closing = True
         self._release.set()
+
+
+#: Where a route finds the fault applied to its request (download applies body faults itself).
+FAULT_KEY = web.RequestKey("fault", Fault)
 
 
 def close_connection(request: web.Request) -> None:

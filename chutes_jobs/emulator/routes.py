@@ -13,7 +13,7 @@ from aiohttp import web
 from ..models import file_id_for
 from .auth import authenticate
 from .downloads import send_file
-from .faults import Fault
+from .faults import FAULT_KEY
 from .responses import HTTPError, json_response, missing_field
 from .storage import BlobStore, UploadForm, read_upload_form
 from .store import JobRecord, Store, User, utcnow
@@ -140,7 +140,7 @@ class Routes:
         if not blob.is_file() or not _latin1(filename):
             raise HTTPError.server_error()
         range_support = self.options.range_support and not self.options.live_quirks
-        fault: Fault | None = request.get("fault")
+        fault = request.get(FAULT_KEY)
         return await send_file(
             request, blob, filename=filename, range_support=range_support, fault=fault
         )

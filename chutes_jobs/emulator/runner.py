@@ -134,8 +134,8 @@ class JobRunner:
 
     async def _execute(self, job: JobRecord, output_dir: Path) -> Outcome | None:
         await asyncio.sleep(self._delay)
-        if job.job_id not in self._store.jobs:
-            return None
+        if self._store.jobs.get(job.job_id) is not job or job.status != "pending":
+            return None  # deleted, or already reported by an outside worker
         _claim(job)
         method = job.chute.methods[job.method]
         if method is None:  # left to an external worker holding the job status URL

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .faults import Fault, FaultPlan, close_connection
+from .faults import FAULT_KEY, Fault, FaultPlan, close_connection
 from .responses import HTTPError, bare_500, detail_response
 from .routes import Routes
 
@@ -98,7 +98,7 @@ class Server:
         if fault.cut_after is not None and name in _ROUTES_WITH_BODY:
             await _read_then_cut(request, fault.cut_after)
             return web.Response()
-        request["fault"] = fault
+        request[FAULT_KEY] = fault
         response = await _run(handler, request, params)
         if response.prepared:  # streamed by the route itself, which applied the fault
             return response

@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import aiohttp
 from aiohttp import BodyPartReader, web
+from multidict import MultiDictProxy
 
 from .responses import HTTPError
 
@@ -78,6 +79,8 @@ async def read_upload_form(request: web.Request, blobs: BlobStore) -> UploadForm
     not multipart at all reads as an empty form (FastAPI then reports the missing fields).
     """
     form = UploadForm()
+    if request.content_type == "application/x-www-form-urlencoded":
+        return _urlencoded_form(await request.post())
     if request.content_type != "multipart/form-data":
         await request.release()
         return form
@@ -93,6 +96,17 @@ async def read_upload_form(request: web.Request, blobs: BlobStore) -> UploadForm
     except BaseException:
         form.discard()
         raise
+    return form
+
+
+def _urlencoded_form(fields: MultiDictProxy[str | web.FileField]) -> UploadForm:
+    """A url-encoded body has text fields only: a ``file`` there is not a file."""
+    form = UploadForm()
+    file_value, path_value = fields.get("file"), fields.get("path")
+    if isinstance(file_value, str):
+        form.file_as_text = file_value
+    if isinstance(path_value, str):
+        form.path = path_value
     return form
 
 
