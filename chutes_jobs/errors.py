@@ -8,6 +8,7 @@ job outcomes. Messages never contain secrets: URLs are redacted before they get 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._redact import redact
@@ -23,10 +24,12 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeleteFailedError",
+    "DownloadOutputsError",
     "IncompleteTransferError",
     "JobFailedError",
     "JobTimeoutError",
     "NotFoundError",
+    "OutputMissingError",
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
@@ -204,6 +207,40 @@ class UnsafePathError(ChutesError, ValueError):
         self.filename = filename
         self.reason = reason
         super().__init__(f"refusing output file {filename!r}: {reason}")
+
+
+class OutputMissingError(ChutesError):
+    """An output file is listed but was never uploaded by the worker, so it cannot be downloaded."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        super().__init__(f"output file {filename!r} was never uploaded by the job's worker")
+
+
+class DownloadOutputsError(ExceptionGroup[Exception]):
+    """Some output files of a job failed to download; the others landed.
+
+    An ``ExceptionGroup`` of the per-file errors (each noted with its filename), so
+    ``except* UnsafePathError`` works; :attr:`downloaded` maps the files that did land to
+    their paths.
+    """
+
+    downloaded: dict[str, Any]
+
+    def __new__(
+        cls, message: str, errors: Sequence[Exception], *, downloaded: dict[str, Any]
+    ) -> DownloadOutputsError:
+        group = super().__new__(cls, message, errors)
+        group.downloaded = downloaded
+        return group
+
+    def __init__(
+        self, message: str, errors: Sequence[Exception], *, downloaded: dict[str, Any]
+    ) -> None:
+        super().__init__(message, errors)
+
+    def derive(self, excs: Sequence[Exception]) -> DownloadOutputsError:  # type: ignore[override]
+        return DownloadOutputsError(self.message, excs, downloaded=self.downloaded)
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

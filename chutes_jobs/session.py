@@ -128,7 +128,10 @@ def map_transport_errors(method: str, url: yarl.URL | str) -> Iterator[None]:
 
 def _encode_json(body: Any) -> bytes:
     """The one serialization of a JSON body: compact, so the signed bytes are the sent bytes."""
-    return jsonlib.dumps(body, separators=(",", ":")).encode()
+    try:
+        return jsonlib.dumps(body, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"the request body cannot be sent as JSON: {exc}") from None
 
 
 def _user_agent() -> str:
@@ -379,8 +382,11 @@ class ChutesSession:
         json: Any = NO_BODY,
         auth: bool = True,
         token: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> Any:
         """Send a JSON call with retries (by ``kind``) and return the decoded JSON answer.
+
+        ``retry_policy`` replaces the session's policy for this call only.
 
         Raises :class:`~chutes_jobs.ConfigurationError` before sending when the call cannot be
         authenticated, an :class:`~chutes_jobs.APIStatusError` subclass for an error status,
@@ -402,7 +408,7 @@ class ChutesSession:
             ) as response:
                 return await _decode_json(response, method, url)
 
-        return await self.retry_policy.run(kind, attempt)
+        return await (retry_policy or self.retry_policy).run(kind, attempt)
 
     @asynccontextmanager
     async def send_once(

@@ -1,0 +1,141 @@
+"""Downloading a job's output files: retried, resumed, atomic, bounded in concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from .errors import (
+    APIStatusError,
+    ChutesError,
+    DownloadOutputsError,
+    OutputMissingError,
+)
+from .models import Job, OutputFile
+from .retry import CallKind
+from .transfer import (
+    ProgressCallback,
+    check_complete,
+    expected_total,
+    finalize,
+    part_path_for,
+    range_header_for,
+    requested_offset,
+    resume_offset,
+    safe_destination,
+    stream_to_part,
+)
+
+if TYPE_CHECKING:
+    from .session import ChutesSession
+
+__all__ = ["download_all", "download_file"]
+
+log = logging.getLogger("chutes_jobs")
+
+RANGE_NOT_SATISFIABLE = 416
+
+
+def download_path(job_id: str, file_id: str) -> str:
+    """The API path of one output file."""
+    return f"/jobs/{quote(job_id, safe='')}/download/{quote(file_id, safe='')}"
+
+
+async def download_file(
+    session: ChutesSession,
+    job_id: str,
+    file: OutputFile,
+    dest: Path,
+    *,
+    progress: ProgressCallback | None,
+    overwrite: bool,
+) -> Path:
+    """Stream ``file`` into ``dest.part``, resuming across retries, then rename it to ``dest``."""
+    if not overwrite and await asyncio.to_thread(dest.exists):
+        raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
+    part = part_path_for(dest)
+    url = session.url(download_path(job_id, file.file_id))
+
+    async def attempt(_: int) -> None:
+        try:
+            await _fetch_into(session, url, part, file.filename, progress)
+        except APIStatusError as exc:
+            if exc.status != RANGE_NOT_SATISFIABLE:
+                raise
+            log.info("stale partial download of %s, starting over", file.filename)
+            await asyncio.to_thread(part.unlink, True)
+            await _fetch_into(session, url, part, file.filename, progress)
+
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    await session.retry_policy.run(CallKind.TRANSFER, attempt)
+    await finalize(part, dest, overwrite=overwrite)
+    log.info("downloaded %s to %s", file.filename, dest)
+    return dest
+
+
+async def _fetch_into(
+    session: ChutesSession,
+    url: object,
+    part: Path,
+    filename: str,
+    progress: ProgressCallback | None,
+) -> None:
+    """One GET, appended to the ``.part`` from where it ends (or from zero on a 200)."""
+    headers = await asyncio.to_thread(range_header_for, part)
+    async with session.send_once(
+        "GET", str(url), headers=headers, timeout=session.transfer_timeout
+    ) as response:
+        offset = resume_offset(response, requested_offset(headers))
+        total = expected_total(response, offset)
+        await stream_to_part(response, part, offset=offset, filename=filename, progress=progress)
+    await asyncio.to_thread(check_complete, part, total)
+
+
+async def download_all(
+    session: ChutesSession,
+    job: Job,
+    dest_dir: Path,
+    *,
+    concurrency: int,
+    progress: ProgressCallback | None,
+    overwrite: bool,
+) -> dict[str, Path]:
+    """Download every output of ``job`` under ``dest_dir``; collect per-file failures."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    gate = asyncio.Semaphore(concurrency)
+    downloaded: dict[str, Path] = {}
+    errors: list[Exception] = []
+
+    async def one(file: OutputFile) -> None:
+        try:
+            dest = _destination(dest_dir, file)
+            async with gate:
+                downloaded[file.filename] = await download_file(
+                    session, job.job_id, file, dest, progress=progress, overwrite=overwrite
+                )
+        except (ChutesError, OSError) as exc:
+            exc.add_note(f"output file: {file.filename!r}")
+            log.warning("download of %r failed: %s", file.filename, exc)
+            errors.append(exc)
+
+    async with asyncio.TaskGroup() as group:
+        for file in job.output_files.values():
+            group.create_task(one(file))
+    if errors:
+        raise DownloadOutputsError(
+            f"{len(errors)} of {len(job.output_files)} output file(s) of job {job.job_id} failed",
+            errors,
+            downloaded=downloaded,
+        )
+    return downloaded
+
+
+def _destination(dest_dir: Path, file: OutputFile) -> Path:
+    dest = safe_destination(dest_dir, file.filename)
+    if not file.uploaded:
+        raise OutputMissingError(file.filename)
+    return dest

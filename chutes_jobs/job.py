@@ -1,0 +1,386 @@
+"""``JobHandle``: one job through its lifecycle, from the user's side and from the worker's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from numbers import Real
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import attrs
+
+from . import downloads, worker
+from .errors import (
+    ConfigurationError,
+    DeleteFailedError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    ServerError,
+)
+from .models import Job, OutputFile, job_from_json
+from .polling import PollPolicy
+from .retry import CallKind, RetryPolicy
+from .transfer import ProgressCallback
+
+if TYPE_CHECKING:
+    from .session import ChutesSession
+    from .worker import UploadReport, UploadResult, UploadTargets
+
+__all__ = ["JobHandle", "create_job"]
+
+log = logging.getLogger("chutes_jobs")
+
+DISK_GB_MIN = 10  # exclusive, as the server checks
+DISK_GB_MAX = 1000  # exclusive
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` checked and quoted as one URL path segment."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    return quote(value, safe="")
+
+
+def _create_body(args: Mapping[str, Any] | None, disk_gb: float | None) -> dict[str, Any]:
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise ConfigurationError(
+            f"job args must be a mapping (a JSON object), got {type(args).__name__}"
+        )
+    bad_keys = [k for k in args if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigurationError(f"job args keys must be strings, got {bad_keys[0]!r}")
+    body = dict(args)
+    if disk_gb is not None:
+        if "_disk_gb" in body:
+            raise ConfigurationError("give the disk size either as disk_gb= or as args['_disk_gb']")
+        body["_disk_gb"] = disk_gb
+    _check_disk_gb(body.get("_disk_gb"))
+    return body
+
+
+def _check_disk_gb(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ConfigurationError(f"disk_gb must be a number, got {value!r}")
+    if not DISK_GB_MIN < float(value) < DISK_GB_MAX:
+        raise ConfigurationError(
+            f"disk_gb must be greater than {DISK_GB_MIN} and less than {DISK_GB_MAX}, got {value!r}"
+        )
+
+
+async def create_job(
+    session: ChutesSession,
+    chute_id: str,
+    method: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    disk_gb: float | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> JobHandle:
+    """Create (and so pay for) one job; see :meth:`ChutesSession.create_job`."""
+    path = f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
+    body = _create_body(args, disk_gb)
+    data = await session.request(
+        "POST", path, kind=CallKind.CREATE, json=body, retry_policy=retry_policy
+    )
+    job = job_from_json(data)
+    log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
+    return JobHandle(session, job.job_id, job=job)
+
+
+def _comparable(job: Job) -> Job:
+    """A snapshot without the fields that change on every read."""
+    return attrs.evolve(job, last_queried_at=None)
+
+
+class JobHandle:
+    """Drives one job: poll and download as its user, or finish, upload and complete as its worker.
+
+    Get one from :meth:`ChutesSession.create_job`, :meth:`ChutesSession.job` or, on a worker,
+    :meth:`ChutesSession.job_from_status_url`. :attr:`job` holds the last snapshot seen.
+    """
+
+    def __init__(
+        self,
+        session: ChutesSession,
+        job_id: str,
+        *,
+        job: Job | None = None,
+        token: str | None = None,
+    ) -> None:
+        segment(job_id, "job_id")
+        self._session = session
+        self._id = job_id
+        self._job = job
+        self._token = token
+
+    def __repr__(self) -> str:
+        state = self._job.state.value if self._job is not None else "unknown"
+        worker_side = ", worker" if self._token else ""
+        return f"<JobHandle {self._id} {state}{worker_side}>"
+
+    @property
+    def id(self) -> str:
+        """The job id."""
+        return self._id
+
+    @property
+    def job(self) -> Job | None:
+        """The last snapshot of the job seen by this handle (None before any)."""
+        return self._job
+
+    @property
+    def path(self) -> str:
+        """The job's API path, ``/jobs/{job_id}``."""
+        return f"/jobs/{quote(self._id, safe='')}"
+
+    # -- user side ---------------------------------------------------------------------------
+
+    async def refresh(self) -> Job:
+        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
+        data = await self._session.request("GET", self.path, kind=CallKind.READ)
+        self._job = job_from_json(data)
+        return self._job
+
+    async def watch(
+        self, *, timeout: float | None = None, poll: PollPolicy | None = None
+    ) -> AsyncIterator[Job]:
+        """Yield each changed snapshot until the job is finished (the last one yielded).
+
+        Raises :class:`JobTimeoutError` when ``timeout`` seconds pass first; the job keeps
+        running. Cancelling the iteration cancels only the polling.
+        """
+        policy = poll or PollPolicy()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        previous: Job | None = None
+        interval: float | None = None
+        while True:
+            job = await self._refresh_before(deadline, timeout)
+            changed = previous is None or _comparable(job) != _comparable(previous)
+            if changed:
+                previous = job
+                yield job
+            if job.is_finished:
+                return
+            interval = policy.next_interval(interval, changed=changed)
+            await self._sleep_before(policy.jittered(interval), deadline, timeout)
+
+    async def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        poll: PollPolicy | None = None,
+        raise_on_failure: bool = True,
+    ) -> Job:
+        """Poll until the job is finished and return the final :class:`Job`.
+
+        Raises :class:`JobFailedError` when the outcome is a failure (see :attr:`Job.failed`)
+        unless ``raise_on_failure=False``, and :class:`JobTimeoutError` after ``timeout``
+        seconds (the job keeps running; nothing is deleted).
+        """
+        final: Job | None = None
+        async for snapshot in self.watch(timeout=timeout, poll=poll):
+            final = snapshot
+        assert final is not None and final.is_finished
+        if raise_on_failure and final.failed:
+            raise JobFailedError(final)
+        return final
+
+    async def _refresh_before(self, deadline: float | None, timeout: float | None) -> Job:
+        if deadline is None:
+            return await self.refresh()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self.refresh()
+        except TimeoutError as exc:
+            if asyncio.get_running_loop().time() < deadline:
+                raise  # a request timeout of the session, not our deadline
+            raise JobTimeoutError(self._id, timeout or 0.0, self._job) from exc
+
+    async def _sleep_before(
+        self, seconds: float, deadline: float | None, timeout: float | None
+    ) -> None:
+        if deadline is not None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise JobTimeoutError(self._id, timeout or 0.0, self._job)
+            seconds = min(seconds, remaining)
+        await asyncio.sleep(seconds)
+
+    async def delete(self) -> None:
+        """Delete the job, its stored files, and stop its worker.
+
+        A 404 means the job is already gone (success). After a server error a GET decides:
+        if the job still exists (the live server's bug: it answers 500 and keeps the job)
+        :class:`DeleteFailedError` is raised; on the live service the job's files and worker
+        may already be gone even then.
+        """
+        try:
+            await self._session.request("DELETE", self.path, kind=CallKind.DELETE)
+        except NotFoundError:
+            log.info("job %s already gone", self._id)
+        except ServerError as exc:
+            await self._settle_failed_delete(exc)
+        else:
+            log.info("deleted job %s", self._id)
+
+    async def _settle_failed_delete(self, exc: ServerError) -> None:
+        try:
+            await self.refresh()
+        except NotFoundError:
+            log.info("job %s gone after a failed delete answer", self._id)
+            return
+        raise DeleteFailedError(
+            status=exc.status,
+            detail=(
+                f"the server failed to delete job {self._id} (HTTP {exc.status}) and the job "
+                "still exists; on the live service its files and worker may already be gone"
+            ),
+            method=exc.method,
+            url=exc.url,
+            body_excerpt=exc.body_excerpt,
+            attempts=exc.attempts,
+        ) from exc
+
+    async def output_file(self, file: OutputFile | str) -> OutputFile:
+        """Resolve an :class:`OutputFile`, a file id or a filename to this job's output file."""
+        if isinstance(file, OutputFile):
+            return file
+        if self._job is not None:
+            try:
+                return self._job.file(file)
+            except KeyError:
+                pass
+        return (await self.refresh()).file(file)
+
+    async def download(
+        self,
+        file: OutputFile | str,
+        dest: str | PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Stream one output file to ``dest`` and return its path.
+
+        ``file`` is an :class:`OutputFile`, a file id or a filename. Bytes go to
+        ``dest.part`` first; the file appears under ``dest`` only once complete. A dropped
+        connection or short body resumes with ``Range`` where the server answers 206 and
+        restarts where it answers 200. ``FileExistsError`` if ``dest`` exists and not
+        ``overwrite``.
+        """
+        resolved = await self.output_file(file)
+        return await downloads.download_file(
+            self._session, self._id, resolved, Path(dest), progress=progress, overwrite=overwrite
+        )
+
+    async def download_outputs(
+        self,
+        dest_dir: str | PathLike[str],
+        *,
+        concurrency: int = 4,
+        progress: ProgressCallback | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Path]:
+        """Download every output file under ``dest_dir``, keeping subfolders.
+
+        Returns ``{filename: path}``. Unsafe names (absolute, ``..``, drive letters, NUL, any
+        escape from ``dest_dir``) are refused with :class:`UnsafePathError` while the other
+        files still download. If any file fails, a :class:`DownloadOutputsError` (an
+        ``ExceptionGroup``) is raised after all others finished; its ``downloaded`` holds the
+        paths that landed.
+        """
+        job = self._job if self._job is not None and self._job.is_finished else None
+        job = job or await self.refresh()
+        return await downloads.download_all(
+            self._session,
+            job,
+            Path(dest_dir),
+            concurrency=concurrency,
+            progress=progress,
+            overwrite=overwrite,
+        )
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def _worker_token(self) -> str:
+        if not self._token:
+            raise ConfigurationError(
+                f"job {self._id}: worker calls (finish, upload, complete) need the job's token; "
+                "build the handle with ChutesSession.job_from_status_url(status_url)"
+            )
+        return self._token
+
+    async def finish(
+        self,
+        *,
+        status: str = "complete",
+        result: Mapping[str, Any] | None = None,
+        detail: str | None = None,
+        outputs: Mapping[str, str | PathLike[str]] | str | PathLike[str] | None = None,
+    ) -> UploadTargets:
+        """Report the job's outcome and get one upload URL per output file (worker side).
+
+        ``outputs`` is ``{relative_name: path}`` or a directory walked recursively (relative
+        POSIX names, subfolders kept). ``result`` must be a mapping or None (anything else is
+        refused before sending: the live server would break the job). For a status other than
+        ``"complete"`` a ``detail`` text is always sent (a default one if not given).
+        """
+        token = self._worker_token()
+        targets, job = await worker.finish_job(
+            self._session,
+            self.path,
+            token,
+            status=status,
+            result=result,
+            detail=detail,
+            outputs=outputs,
+        )
+        self._job = job
+        return targets
+
+    async def upload(
+        self,
+        name: str,
+        source: str | PathLike[str],
+        url: str,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Upload one output file to its upload URL (streamed multipart PUT, retried whole)."""
+        return await worker.upload_file(self._session, name, Path(source), url, progress=progress)
+
+    async def upload_outputs(
+        self,
+        targets: UploadTargets,
+        *,
+        concurrency: int = 8,
+        progress: ProgressCallback | None = None,
+    ) -> UploadReport:
+        """Upload every file of ``targets`` with bounded concurrency.
+
+        One file failing does not stop the others; the :class:`UploadReport` says which
+        succeeded and which failed, and why.
+        """
+        return await worker.upload_all(
+            self._session, targets, concurrency=concurrency, progress=progress
+        )
+
+    async def complete(self) -> Job:
+        """Close the job after its uploads (worker side) and return the final snapshot.
+
+        Safe to retry: ``400 Job already finished`` after a lost answer counts as success.
+        """
+        self._job = await worker.complete_job(
+            self._session, self.path, self._worker_token(), self._job
+        )
+        return self._job
