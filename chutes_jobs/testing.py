@@ -3,7 +3,8 @@
 Fixtures:
 
 - ``chutes_emulator``: a fresh, started :class:`chutes_jobs.emulator.Emulator` on a free
-  loopback port, closed after the test. Its ``base_url`` and ``api_key`` point any client at it.
+  loopback port with a temporary data dir, closed after the test. Point any client at its
+  ``base_url`` with its ``api_key``; the ``demo`` chute is registered.
 
 This module imports cheaply (the emulator and aiohttp load only when a fixture is used) and
 never requires ``bittensor_wallet``.
@@ -12,7 +13,7 @@ never requires ``bittensor_wallet``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,27 +22,32 @@ if TYPE_CHECKING:
 
 __all__ = ["chutes_emulator"]
 
-try:
-    import pytest_asyncio
-except ImportError:  # pragma: no cover - pytest-asyncio missing: explain on use, not at import
 
-    @pytest.fixture
-    def chutes_emulator() -> None:
-        """Needs pytest-asyncio (``pip install chutes-jobs[test]``)."""
-        pytest.fail("the chutes_emulator fixture needs pytest-asyncio installed")
+async def _chutes_emulator() -> AsyncIterator[Emulator]:
+    """A started emulator on 127.0.0.1 (free port, temporary data dir), closed afterwards."""
+    from .emulator import Emulator
 
-else:
+    async with Emulator(host="127.0.0.1", port=0) as emulator:
+        yield emulator
 
-    @pytest_asyncio.fixture
-    async def chutes_emulator() -> AsyncIterator[Emulator]:
-        """A started emulator on 127.0.0.1 (free port, temporary data dir), closed afterwards."""
-        from .emulator import Emulator
 
-        async with Emulator(host="127.0.0.1", port=0) as emulator:
-            yield emulator
+def _needs_pytest_asyncio() -> None:
+    pytest.fail("the chutes_emulator fixture needs pytest-asyncio (pip install chutes-jobs[test])")
 
-    # ---------------------------------------------------------------------------------------
-    # chutes_session: reserved. Once ChutesSession lands, a fixture here yields a session
-    # bound to ``chutes_emulator`` (base_url + api_key). Do not import chutes_jobs.session at
-    # module level: this plugin must stay cheap to import.
-    # ---------------------------------------------------------------------------------------
+
+def _async_fixture(func: Any, name: str) -> Any:
+    """``func`` as an async fixture, or a fixture explaining why it cannot be one."""
+    try:
+        import pytest_asyncio
+    except ImportError:  # pragma: no cover - explain on use, never fail at import
+        return pytest.fixture(_needs_pytest_asyncio, name=name)
+    return pytest_asyncio.fixture(func, name=name)
+
+
+chutes_emulator = _async_fixture(_chutes_emulator, "chutes_emulator")
+
+# -------------------------------------------------------------------------------------------
+# chutes_session: reserved. Once ChutesSession lands, a fixture here yields a session bound to
+# ``chutes_emulator`` (its base_url and api_key). Import chutes_jobs.session inside the fixture,
+# never at module level: this plugin must stay cheap to import.
+# -------------------------------------------------------------------------------------------

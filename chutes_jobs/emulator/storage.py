@@ -99,7 +99,9 @@ async def read_upload_form(request: web.Request, blobs: BlobStore) -> UploadForm
     return form
 
 
-def _urlencoded_form(fields: MultiDictProxy[str | web.FileField]) -> UploadForm:
+def _urlencoded_form(
+    fields: MultiDictProxy[str | bytes | bytearray | web.FileField],
+) -> UploadForm:
     """A url-encoded body has text fields only: a ``file`` there is not a file."""
     form = UploadForm()
     file_value, path_value = fields.get("file"), fields.get("path")

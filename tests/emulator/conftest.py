@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from emu_client import Client
 
 from chutes_jobs.emulator import Emulator
+
+# The suite runs with --import-mode=importlib, where test modules cannot import their
+# neighbours: put this folder on the path so they can share the `emu_client` helper.
+sys.path.insert(0, str(Path(__file__).parent))
+from emu_client import Client
 
 
 async def _emulator(**options: Any) -> Emulator:

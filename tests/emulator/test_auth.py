@@ -70,7 +70,8 @@ def _signed(keypair: Keypair, body: bytes, nonce: int | None = None) -> dict[str
 
 @pytest.fixture
 def keypair() -> Keypair:
-    return Keypair.create_from_seed(SEED)
+    # bittensor-wallet 4.x takes the hex string (its type stub still says bytes).
+    return Keypair.create_from_seed(SEED)  # type: ignore[arg-type]
 
 
 async def test_hotkey_signed_create(client: Client, keypair: Keypair) -> None:

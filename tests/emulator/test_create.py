@@ -42,14 +42,21 @@ async def test_created_job_has_the_live_shape(client: Client) -> None:
 
 
 async def test_disk_gb_rules(client: Client) -> None:
-    accepted = {None: 10, 11: 11, 999: 999, 10.7: 10, 500.9: 500}
+    accepted: dict[float | None, int] = {None: 10, 11: 11, 999: 999, 10.7: 10, 500.9: 500}
     for value, stored in accepted.items():
         answer = await client.create("ext", "run", {"_disk_gb": value})
         assert answer.status == 200, value
         assert answer.json["job_args"]["_disk_gb"] == stored
-    refused = {10: "10", 1000: "1000", True: "True", "20": "20", 0: "0", -5: "-5"}
-    for value, text in refused.items():
-        answer = await client.create("ext", "run", {"_disk_gb": value})
+    refused: dict[object, str] = {
+        10: "10",
+        1000: "1000",
+        True: "True",
+        "20": "20",
+        0: "0",
+        -5: "-5",
+    }
+    for bad, text in refused.items():
+        answer = await client.create("ext", "run", {"_disk_gb": bad})
         assert (answer.status, answer.detail) == (400, f"Invalid disk size specified: {text}")
 
 
