@@ -16,22 +16,34 @@ download leaves no file there. It may leave ``name.part``: its bytes are a verif
 the body (written in order, the in-flight write awaited before closing), which is what the next
 attempt resumes from with ``Range``.
 
-Download strategy (chosen by ``benchmarks/bench_download.py``; 1 GiB, loopback, 2 noisy
-cores, medians): aiohttp's default buffer (256 KiB low-water) makes the protocol pause and
-resume reading constantly; raising it to 1 MiB per response (``set_read_chunk_size``) and
-taking whatever is buffered (``readany``, no re-joining copies like ``read(n)`` /
-``iter_chunked`` do) is the cheap read. Handing every chunk to a thread costs one executor
-hop per ~64-256 KiB; one writer job per 4 MiB batch (``os.writev`` of the list of chunks, no
-joining copy) with a single write in flight while the next batch fills cut client CPU from
-~1.2 to ~0.55-0.7 CPU-s/GiB and doubled throughput over ``iter_chunked(1 MiB)`` +
-aiofiles, with ~15 MiB peak RSS growth. A dedicated writer thread fed by a bounded queue was
-slower (queue handoffs per chunk, 1.1 GB/s, 1.2 CPU-s/GiB, 25 ms stalls). Batches of 1, 2 and
-4 MiB were within noise of each other; 4 MiB keeps the executor hops lowest.
+Download strategy (``benchmarks/bench_download.py --matrix``, 1 GiB to ext4, loopback, 2
+shared noisy cores; median / best of 5 runs, MB/s): read with ``readany`` (takes what is
+buffered, no re-joining copy as ``read(n)``/``iter_chunked`` make), the per-response buffer
+raised to 1 MiB (``set_read_chunk_size``: fewer pause/resume cycles of the socket), chunks
+gathered into 2 MiB batches written by one executor job each (``os.writev`` of the chunk list,
+no joining copy), one write in flight while the next batch fills. Figures:
+
+* buffer 1 MiB / batch 2 MiB (default) 1104 / 1637; 256 KiB / 1 MiB 1252 / 1429;
+  1 MiB / 1 MiB 1151 / 1345; 1 MiB / 4 MiB 820 / 895; 2 MiB / 8 MiB 811 / 1125 (28 MiB RSS);
+  naive ``iter_chunked(1 MiB)`` + aiofiles 1207 / 1422; ``curl -o`` 991 / 1057.
+* Batches above 2 MiB are measurably slower (the writev copies go cache-cold) and cost RSS.
+* Exploratory single runs: a chunk-per-executor-job writer 1.4-1.5 GB/s at 0.8 CPU-s/GiB; a
+  dedicated writer thread fed by a bounded queue 1.1 GB/s, 1.2 CPU-s/GiB, 25 ms loop stall;
+  reading into ``/dev/null`` with a 2 MiB buffer 2.2-3.0 GB/s at 0.22-0.37 CPU-s/GiB.
+* On this machine the page-cache write path bounds every client (curl itself ~1 GB/s) and
+  run-to-run spread is +-50%, so differences under ~20% between the good configurations are
+  noise; the choice keeps RSS growth ~10 MiB and loop stalls in single-digit ms typically.
+
+fsync: :func:`finalize` fsyncs by default; measured 0.27 s per freshly written GiB (vs 0.2 ms
+for the rename alone), ~5-10% of a 1 GiB download here, the price of a file that survives a
+crash intact under its final name. ``fsync=False`` opts out.
 
 Upload strategy: :class:`FilePayload` has a known size, so aiohttp sends ``Content-Length``
 (an async-generator body falls back to chunked encoding, ~25% slower). The file is read with
 ``os.read`` in a worker thread, 1 MiB at a time, the next read running while the current
-chunk is written to the socket.
+chunk is written to the socket. ``bench_upload.py --matrix`` (1 GiB, median / best of 5, MB/s):
+1 MiB chunks 2432 / 2720, 256 KiB 1437 / 1932, 4 MiB 1682 / 1804; aiohttp.FormData over an open
+file (64 KiB reads) 1562 / 1725; async-generator body (chunked) 1554 / 2284; curl -F 1681 / 3245.
 """
 
 from __future__ import annotations
@@ -73,7 +85,7 @@ MIB = 1024 * 1024
 #: aiohttp buffers up to twice this per response before pausing the socket.
 READ_BUFFER = 1 * MIB
 #: Received chunks are gathered up to this size and written by one thread job (``os.writev``).
-WRITE_BATCH = 4 * MIB
+WRITE_BATCH = 2 * MIB
 #: Upload file reads, one ``os.read`` per chunk in a worker thread.
 UPLOAD_CHUNK = 1 * MIB
 #: Progress callbacks fire at most once per this many bytes (plus a final call).
@@ -162,8 +174,8 @@ def expected_total(response: aiohttp.ClientResponse, offset: int) -> int | None:
     """The full file size the response announces (``None`` when it does not say).
 
     A 206 gives it in ``Content-Range`` (``bytes a-b/*``: ``offset`` + ``Content-Length``; no
-    parsable ``Content-Range``: ``None``); a 200 in ``Content-Length``. A content-encoded body (decompressed by aiohttp) has no usable
-    length.
+    parsable ``Content-Range``: ``None``); a 200 in ``Content-Length``. A content-encoded body
+    (decompressed by aiohttp) has no usable length.
     """
     if response.headers.get(hdrs.CONTENT_ENCODING, "identity").lower() != "identity":
         return None
@@ -306,13 +318,18 @@ class _PartWriter:
             self._pending = None
 
     async def close(self) -> None:
-        """Close the file once the write in flight is done, even when cancelled meanwhile."""
+        """Close the file once the write in flight is done, even when cancelled meanwhile.
+
+        The close itself runs in a thread too: ext4 flushes a file on close after it was
+        truncated (``auto_da_alloc``), which measured 40-60 ms for 256 MiB.
+        """
         pending, self._pending = self._pending, None
+        loop = asyncio.get_running_loop()
         fd = self._fd
         if pending is None or pending.done():
-            os.close(fd)
+            await asyncio.shield(loop.run_in_executor(None, os.close, fd))
             return
-        pending.add_done_callback(lambda _: os.close(fd))
+        pending.add_done_callback(lambda _: loop.run_in_executor(None, os.close, fd))
         with contextlib.suppress(Exception):  # its error, if any, is not the one to report
             await asyncio.shield(pending)
 
@@ -325,7 +342,8 @@ def _open_part(part_path: Path, offset: int) -> int:
         size = os.fstat(fd).st_size
         if size < offset:
             raise ValueError(f"{part_path} holds {size} bytes, cannot resume at {offset}")
-        os.ftruncate(fd, offset)
+        if size > offset:
+            os.ftruncate(fd, offset)
         os.lseek(fd, offset, os.SEEK_SET)
     except BaseException:
         os.close(fd)
@@ -375,8 +393,8 @@ async def finalize(
     """Move a complete ``.part`` to ``dest`` atomically and return ``dest``.
 
     With ``fsync`` (the default) the data is flushed to disk before the rename and the folder
-    after it, so a crash cannot leave a truncated file under the final name; it costs ~1 s per
-    GiB of freshly written data (``benchmarks/bench_download.py`` measures it). Without
+    after it, so a crash cannot leave a truncated file under the final name; it cost 0.27 s per
+    GiB of freshly written data here (``benchmarks/bench_download.py`` measures it). Without
     ``overwrite`` an existing ``dest`` is never replaced: :class:`FileExistsError`, and the
     ``.part`` is kept. Runs in a worker thread.
     """

@@ -86,9 +86,9 @@ def test_symlinked_file_escaping_the_destination_is_refused(tmp_path: Path) -> N
 def test_symlink_staying_inside_the_destination_is_allowed(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
-    assert safe_destination(tmp_path, "alias/a.bin").parent.resolve() == (
-        tmp_path / "real"
-    ).resolve()
+    assert (
+        safe_destination(tmp_path, "alias/a.bin").parent.resolve() == (tmp_path / "real").resolve()
+    )
 
 
 def test_destination_that_is_itself_a_symlink_works(tmp_path: Path) -> None:

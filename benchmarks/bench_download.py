@@ -1,0 +1,123 @@
+"""Download benchmark: chutes-jobs vs curl vs a naive aiohttp client (1 GiB by default).
+
+    /work/venv/bin/python benchmarks/bench_download.py [--size-mib 1024] [--reps 3] [--matrix]
+
+The server (web.FileResponse over a temp file) runs in a subprocess; every Python client runs
+in its own subprocess too, so CPU and peak RSS are the client's alone. Each client is run
+``--reps`` times, interleaved; the run with the median speed is printed. ``--matrix`` adds
+chutes-jobs with other read-buffer / write-batch sizes (the figures behind the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiohttp
+from _common import MIB, Measure, make_file, print_table, run_client, run_external, start_server
+
+from chutes_jobs import transfer
+
+
+async def chutes_jobs_client(url: str, out: Path, fsync: bool) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, Measure() as m:
+        part = transfer.part_path_for(out)
+        async with session.get(url, headers=transfer.range_header_for(part)) as response:
+            response.raise_for_status()
+            offset = transfer.resume_offset(response, 0)
+            total = transfer.expected_total(response, offset)
+            await transfer.stream_to_part(response, part, offset=offset, filename=out.name)
+        transfer.check_complete(part, total)
+        t0 = time.perf_counter()
+        await transfer.finalize(part, out, fsync=fsync)
+        finalize_s = time.perf_counter() - t0
+    return {"measure": m, "finalize_s": finalize_s}
+
+
+async def naive_client(url: str, out: Path) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        Measure() as m,
+        session.get(url) as response,
+        aiofiles.open(out, "wb") as f,
+    ):
+        async for chunk in response.content.iter_chunked(MIB):
+            await f.write(chunk)
+    return {"measure": m}
+
+
+def client_main(name: str, url: str, out: str) -> None:
+    opts: dict[str, Any] = json.loads(name[name.index("{") :]) if "{" in name else {}
+    for key, value in opts.items():
+        setattr(transfer, key, value)  # matrix: override READ_BUFFER / WRITE_BATCH
+    if name.startswith("naive"):
+        result = asyncio.run(naive_client(url, Path(out)))
+    else:
+        result = asyncio.run(chutes_jobs_client(url, Path(out), fsync="fsync" in name))
+    measure = result.pop("measure")
+    print(json.dumps({**measure.result(os.path.getsize(out)), **result}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--matrix", action="store_true")
+    parser.add_argument("--dir", help="folder for the files (default: a temp dir on disk)")
+    args = parser.parse_args()
+    size = args.size_mib * MIB
+    clients = ["chutes-jobs", "chutes-jobs +fsync", "naive aiohttp"]
+    if args.matrix:
+        for buf, batch in [(256, 1), (1, 1), (1, 4), (2, 8)]:
+            buf_b = buf * 1024 if buf > 16 else buf * MIB
+            opts = {"READ_BUFFER": buf_b, "WRITE_BATCH": batch * MIB}
+            clients.append(f"cj {json.dumps(opts)}")
+    with tempfile.TemporaryDirectory(prefix="bench-dl-", dir=args.dir) as tmp:
+        src = make_file(Path(tmp) / "src.bin", size)
+        out = Path(tmp) / "out.bin"
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*clients, "curl"]}
+        with start_server("download", src) as base:
+            url = f"{base}/file"
+            for _ in range(args.reps):
+                for name in clients:
+                    runs[name].append(run_client(__file__, name, url, str(out)))
+                    os.unlink(out)
+                runs["curl"].append(run_external(["curl", "-s", "-o", str(out), url], size))
+                assert out.stat().st_size == size
+                os.unlink(out)
+    rows = {name: _median(r) for name, r in runs.items()}
+    best = {name: max(r, key=lambda x: x["bytes"] / x["wall"]) for name, r in runs.items()}
+    where = args.dir or tempfile.gettempdir()
+    title = f"download {args.size_mib} MiB to {where}, median of {args.reps} (loopback)"
+    print_table(title, rows, ["naive aiohttp", "curl"])
+    print_table("best run of each", best, ["naive aiohttp", "curl"])
+    fin = [r["finalize_s"] for r in runs["chutes-jobs +fsync"]]
+    fin0 = [r["finalize_s"] for r in runs["chutes-jobs"]]
+    print(
+        f"\nfinalize(): fsync {statistics.median(fin):.3f} s,"
+        f" without {statistics.median(fin0):.4f} s"
+    )
+    print("all runs MB/s, in order:")
+    for name, r in runs.items():
+        print(f"  {name:<34}" + " ".join(f"{x['bytes'] / x['wall'] / 1e6:6.0f}" for x in r))
+
+
+def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(results, key=lambda r: r["bytes"] / r["wall"])
+    return ordered[len(ordered) // 2]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["client"]:
+        client_main(*sys.argv[2:5])
+    else:
+        main()
