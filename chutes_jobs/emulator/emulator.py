@@ -34,7 +34,8 @@ class Emulator:
     500s after a non-object result, no Range). ``range_support`` enables 206 answers to
     ``Range``; ``expose_status`` adds ``status``/``error_detail`` to the Job JSON;
     ``daily_quota``/``daily_total_quota`` limit jobs per user per chute / per user per day.
-    Jobs of local chutes start after ``schedule_delay`` seconds.
+    Jobs of local chutes start after ``schedule_delay`` seconds. ``token_secret`` fixes the
+    worker tokens' signing key (random by default), so another process can mint tokens.
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class Emulator:
         demo_chute: bool = True,
         schedule_delay: float = 0.05,
         fault_seed: int = 0,
+        token_secret: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -58,7 +60,7 @@ class Emulator:
             live_quirks, range_support, expose_status, daily_quota, daily_total_quota
         )
         self.store = Store()
-        self.tokens = TokenIssuer()
+        self.tokens = TokenIssuer(token_secret)
         #: The fault plan: ``emu.faults.add("download", cut_after=1_000_000)``.
         self.faults = FaultPlan(fault_seed)
         self._data_dir = Path(data_dir) if data_dir is not None else None
