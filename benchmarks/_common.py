@@ -178,14 +178,14 @@ def print_table(
 ) -> None:
     """Print MB/s, ratios vs each reference row, CPU-s/GiB, RSS growth and stall."""
     print(f"\n{title}")
-    head = f"{'client':<34}{'MB/s':>8}" + "".join(f"{'x ' + r:>12}" for r in refs)
+    head = f"{'client':<34}{'MB/s':>8}" + "".join(f"{'x ' + r:>16}" for r in refs)
     head += f"{'CPU s/GiB':>11}{'RSS+ MiB':>10}{'stall ms':>10}"
     print(head)
     print("-" * len(head))
     speed = {n: r["bytes"] / r["wall"] / 1e6 for n, r in rows.items()}
     for name, r in rows.items():
         line = f"{name:<34}{speed[name]:>8.0f}"
-        line += "".join(f"{speed[name] / speed[ref]:>12.2f}" for ref in refs if ref in speed)
+        line += "".join(f"{speed[name] / speed[ref]:>16.2f}" for ref in refs if ref in speed)
         line += f"{r['cpu'] / (r['bytes'] / GIB):>11.2f}"
         line += f"{r['rss_growth'] / MIB:>10.1f}" if r["rss_growth"] is not None else f"{'-':>10}"
         line += f"{r['stall'] * 1000:>10.1f}" if r["stall"] is not None else f"{'-':>10}"
