@@ -5,6 +5,8 @@ Fixtures:
 - ``chutes_emulator``: a fresh, started :class:`chutes_jobs.emulator.Emulator` on a free
   loopback port with a temporary data dir, closed after the test. Point any client at its
   ``base_url`` with its ``api_key``; the ``demo`` chute is registered.
+- ``chutes_session``: a :class:`chutes_jobs.ChutesSession` bound to ``chutes_emulator`` (its
+  ``base_url`` and ``api_key``), closed after the test.
 
 This module imports cheaply (the emulator and aiohttp load only when a fixture is used) and
 never requires ``bittensor_wallet``.
@@ -19,8 +21,9 @@ import pytest
 
 if TYPE_CHECKING:
     from .emulator import Emulator
+    from .session import ChutesSession
 
-__all__ = ["chutes_emulator"]
+__all__ = ["chutes_emulator", "chutes_session"]
 
 
 async def _chutes_emulator() -> AsyncIterator[Emulator]:
@@ -46,8 +49,15 @@ def _async_fixture(func: Any, name: str) -> Any:
 
 chutes_emulator = _async_fixture(_chutes_emulator, "chutes_emulator")
 
-# -------------------------------------------------------------------------------------------
-# chutes_session: reserved. Once ChutesSession lands, a fixture here yields a session bound to
-# ``chutes_emulator`` (its base_url and api_key). Import chutes_jobs.session inside the fixture,
-# never at module level: this plugin must stay cheap to import.
-# -------------------------------------------------------------------------------------------
+
+async def _chutes_session(chutes_emulator: Emulator) -> AsyncIterator[ChutesSession]:
+    """A :class:`chutes_jobs.ChutesSession` bound to ``chutes_emulator`` (its URL and API key)."""
+    from .session import ChutesSession
+
+    async with ChutesSession(
+        base_url=chutes_emulator.base_url, api_key=chutes_emulator.api_key
+    ) as session:
+        yield session
+
+
+chutes_session = _async_fixture(_chutes_session, "chutes_session")
