@@ -76,6 +76,7 @@ __all__ = [
     "multipart_upload_body",
     "part_path_for",
     "range_header_for",
+    "requested_offset",
     "resume_offset",
     "safe_destination",
     "stream_to_part",
