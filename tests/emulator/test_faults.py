@@ -167,3 +167,11 @@ async def test_aiohttp_resends_a_cut_put_on_its_own(client: Client) -> None:
         answer = await retried.complete(job_id)
     assert (answer.status, answer.detail) == (400, "Job already finished")
     assert client.emu.counts["complete"] == 2
+
+
+async def test_drop_after_handling_a_download(client: Client) -> None:
+    job_id, file_id = await _download_job(client)
+    client.emu.faults.add("download", drop_after_handling=True)
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await client.download(job_id, file_id)
+    assert (await client.download(job_id, file_id)).status == 200
