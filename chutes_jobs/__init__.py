@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .bulk import BulkOutcome, BulkResult
 from .errors import (
     APIStatusError,
     AuthenticationError,
@@ -38,6 +39,8 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkOutcome",
+    "BulkResult",
     "CallKind",
     "ChuteSummary",
     "ChutesError",

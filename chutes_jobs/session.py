@@ -38,7 +38,12 @@ from .errors import (
 from .retry import CallKind, RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Callable, Iterable
+    from os import PathLike
+
+    from .bulk import BulkResult
     from .job import JobHandle
+    from .polling import PollPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "NO_BODY", "ChutesSession", "map_transport_errors"]
 
@@ -340,6 +345,63 @@ class ChutesSession:
         from .job import create_job
 
         return await create_job(self, chute_id, method, args, disk_gb=disk_gb)
+
+    def submit_many(
+        self,
+        chute_id: str,
+        method: str,
+        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        concurrency: int = 32,
+        wait: bool = False,
+        download_to: str | PathLike[str] | None = None,
+        ledger: str | PathLike[str] | None = None,
+        key: Callable[[Mapping[str, Any]], str] | None = None,
+        disk_gb: float | None = None,
+        poll: PollPolicy | None = None,
+        poll_concurrency: int | None = None,
+        download_concurrency: int = 4,
+        wait_timeout: float | None = None,
+        resubmit_unknown: bool = False,
+        max_in_flight: int | None = None,
+        cancel_grace: float = 30.0,
+    ) -> AsyncIterator[BulkResult]:
+        """Create one job per input; yield a :class:`~chutes_jobs.BulkResult` each, as they end.
+
+        ``inputs`` (an iterable or async iterable of job-argument mappings) is read lazily:
+        at most ``max_in_flight`` inputs are taken and not yet yielded (default: 4 per
+        submitter, or 4096 when waiting). One input failing never stops the others.
+
+        Args:
+            concurrency: creates under way at once.
+            wait: poll each job until it finishes (``BulkResult.job`` is the final Job).
+            download_to: also download each job's outputs into ``download_to/<job_id>/``.
+            ledger: a SQLite file recording every step per input key: a re-run skips what was
+                submitted, resumes waiting and downloading, never creates a job twice.
+            key: an input's ledger key (default: sha256 of its canonical JSON).
+            disk_gb: the disk size of every job.
+            poll, poll_concurrency, wait_timeout: polling policy, GETs at once (default
+                ``concurrency``), seconds per job before giving up waiting.
+            download_concurrency: jobs downloading at once.
+            resubmit_unknown: create again the inputs whose earlier create's answer was lost
+                (a job may exist for them; by default they are reported ``UNKNOWN``).
+            cancel_grace: when the run is stopped, seconds creates under way get to finish
+                before they are cancelled and recorded ``unknown``.
+
+        A 429 with Retry-After pauses every create of the run; a daily-quota 429 stops all
+        further creates (the remaining inputs are reported ``NOT_SUBMITTED`` with
+        :class:`~chutes_jobs.bulk.QuotaExceededError`). Use ``contextlib.aclosing`` to stop
+        at once when leaving the loop early.
+        """
+        from .bulk import submit_many
+
+        return submit_many(
+            self, chute_id, method, inputs, concurrency=concurrency, wait=wait,
+            download_to=download_to, ledger=ledger, key=key, disk_gb=disk_gb, poll=poll,
+            poll_concurrency=poll_concurrency, download_concurrency=download_concurrency,
+            wait_timeout=wait_timeout, resubmit_unknown=resubmit_unknown,
+            max_in_flight=max_in_flight, cancel_grace=cancel_grace,
+        )  # fmt: skip
 
     def job(self, job_id: str) -> JobHandle:
         """A handle on an existing job, for its user (nothing is sent yet)."""
