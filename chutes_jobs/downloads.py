@@ -1,12 +1,22 @@
-"""Downloading a job's output files: retried, resumed, atomic, bounded in concurrency."""
+"""Downloading a job's output files: retried, resumed, atomic, bounded in concurrency.
+
+One file goes to ``name.part`` (see :mod:`chutes_jobs.transfer`) and is renamed once complete.
+Retries follow the session's :class:`~chutes_jobs.RetryPolicy` for transfers, with one twist:
+an attempt that leaves the ``.part`` longer than any attempt before it made progress, and
+progress renews the budget (attempt count and deadline). A multi-GB file over a link that drops
+now and then still arrives; a failure that keeps happening at the same spot still ends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+import yarl
 
 from .errors import (
     APIStatusError,
@@ -15,7 +25,7 @@ from .errors import (
     OutputMissingError,
 )
 from .models import Job, OutputFile
-from .retry import CallKind
+from .retry import CallKind, RetryPolicy
 from .transfer import (
     ProgressCallback,
     check_complete,
@@ -32,7 +42,7 @@ from .transfer import (
 if TYPE_CHECKING:
     from .session import ChutesSession
 
-__all__ = ["download_all", "download_file"]
+__all__ = ["download_all", "download_file", "download_path"]
 
 log = logging.getLogger("chutes_jobs")
 
@@ -52,6 +62,7 @@ async def download_file(
     *,
     progress: ProgressCallback | None,
     overwrite: bool,
+    fsync: bool = True,
 ) -> Path:
     """Stream ``file`` into ``dest.part``, resuming across retries, then rename it to ``dest``."""
     if not overwrite and await asyncio.to_thread(dest.exists):
@@ -59,7 +70,7 @@ async def download_file(
     part = part_path_for(dest)
     url = session.url(download_path(job_id, file.file_id))
 
-    async def attempt(_: int) -> None:
+    async def attempt() -> None:
         try:
             await _fetch_into(session, url, part, file.filename, progress)
         except APIStatusError as exc:
@@ -70,15 +81,15 @@ async def download_file(
             await _fetch_into(session, url, part, file.filename, progress)
 
     await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    await session.retry_policy.run(CallKind.TRANSFER, attempt)
-    await finalize(part, dest, overwrite=overwrite)
+    await _retry_while_progressing(session.retry_policy, part, file.filename, attempt)
+    await finalize(part, dest, overwrite=overwrite, fsync=fsync)
     log.info("downloaded %s to %s", file.filename, dest)
     return dest
 
 
 async def _fetch_into(
     session: ChutesSession,
-    url: object,
+    url: yarl.URL,
     part: Path,
     filename: str,
     progress: ProgressCallback | None,
@@ -86,12 +97,67 @@ async def _fetch_into(
     """One GET, appended to the ``.part`` from where it ends (or from zero on a 200)."""
     headers = await asyncio.to_thread(range_header_for, part)
     async with session.send_once(
-        "GET", str(url), headers=headers, timeout=session.transfer_timeout
+        "GET", url, headers=headers, timeout=session.transfer_timeout
     ) as response:
         offset = resume_offset(response, requested_offset(headers))
         total = expected_total(response, offset)
         await stream_to_part(response, part, offset=offset, filename=filename, progress=progress)
     await asyncio.to_thread(check_complete, part, total)
+
+
+def _part_size(part: Path) -> int:
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def _retry_while_progressing(
+    policy: RetryPolicy, part: Path, filename: str, attempt: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``attempt`` under ``policy`` (as a transfer); progress renews the retry budget.
+
+    The raised error's ``attempts`` counts every attempt made for this file.
+    """
+    high_water = await asyncio.to_thread(_part_size, part)
+    started = policy.monotonic()
+    failures = 0  # consecutive attempts without progress, this one included
+    attempts = 0
+    while True:
+        attempts += 1
+        failures += 1
+        try:
+            await attempt()
+            return
+        except ChutesError as error:
+            error.attempts = attempts
+            size = await asyncio.to_thread(_part_size, part)
+            if size > high_water:
+                high_water, failures, started = size, 1, policy.monotonic()
+            delay = _delay_before_retry(policy, failures, error, started)
+            if delay is None:
+                raise
+            log.warning(
+                "download of %r: attempt %d failed (%s); %d bytes kept, retrying in %.2f s",
+                filename,
+                attempts,
+                error,
+                size,
+                delay,
+            )
+        await policy.sleep(delay)
+
+
+def _delay_before_retry(
+    policy: RetryPolicy, failures: int, error: ChutesError, started: float
+) -> float | None:
+    """The wait before the next attempt, or ``None`` when ``error`` must be raised."""
+    if failures >= policy.max_attempts or not policy.should_retry(CallKind.TRANSFER, error):
+        return None
+    delay = policy.backoff(failures, error)
+    if policy.deadline is not None and delay >= policy.deadline - (policy.monotonic() - started):
+        return None
+    return delay
 
 
 async def download_all(
@@ -102,6 +168,7 @@ async def download_all(
     concurrency: int,
     progress: ProgressCallback | None,
     overwrite: bool,
+    fsync: bool = True,
 ) -> dict[str, Path]:
     """Download every output of ``job`` under ``dest_dir``; collect per-file failures."""
     if concurrency < 1:
@@ -112,10 +179,16 @@ async def download_all(
 
     async def one(file: OutputFile) -> None:
         try:
-            dest = _destination(dest_dir, file)
+            dest = await asyncio.to_thread(_destination, dest_dir, file)
             async with gate:
                 downloaded[file.filename] = await download_file(
-                    session, job.job_id, file, dest, progress=progress, overwrite=overwrite
+                    session,
+                    job.job_id,
+                    file,
+                    dest,
+                    progress=progress,
+                    overwrite=overwrite,
+                    fsync=fsync,
                 )
         except (ChutesError, OSError) as exc:
             exc.add_note(f"output file: {file.filename!r}")
@@ -135,6 +208,7 @@ async def download_all(
 
 
 def _destination(dest_dir: Path, file: OutputFile) -> Path:
+    """Where ``file`` goes (it resolves paths, so it runs in a thread)."""
     dest = safe_destination(dest_dir, file.filename)
     if not file.uploaded:
         raise OutputMissingError(file.filename)

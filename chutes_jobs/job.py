@@ -20,6 +20,8 @@ from .errors import (
     JobFailedError,
     JobTimeoutError,
     NotFoundError,
+    OutputMissingError,
+    ProtocolError,
     ServerError,
 )
 from .models import Job, OutputFile, job_from_json
@@ -40,10 +42,37 @@ DISK_GB_MAX = 1000  # exclusive
 
 
 def segment(value: str, what: str) -> str:
-    """``value`` checked and quoted as one URL path segment."""
+    """``value`` checked and quoted as one URL path segment.
+
+    Refused before sending: ``/`` (the server decodes ``%2F`` before routing, so a quoted
+    slash still lands on another route: ``x/download/y`` as a job id would be a download),
+    and ``.``/``..`` (URL normalization turns them into another path, quoted or not).
+    """
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
+    if "/" in value:
+        raise ConfigurationError(
+            f"{what} cannot contain '/', got {value!r}: the server decodes %2F before routing, "
+            "so it would reach another route (create a job by the chute's id, not a name "
+            "holding a slash)"
+        )
+    if value in (".", ".."):
+        raise ConfigurationError(f"{what} cannot be {value!r}")
     return quote(value, safe="")
+
+
+def _job_from(data: Any, method: str, path: str) -> Job:
+    """The Job object of a 2xx answer; :class:`ProtocolError` when it is not one."""
+    try:
+        return job_from_json(data)
+    except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError, ...
+        raise ProtocolError(
+            f"{method} {path}: the answer is not a Job object ({type(exc).__name__})",
+            status=200,
+            body_excerpt=repr(data),
+            method=method,
+            url=path,
+        ) from exc
 
 
 def _create_body(args: Mapping[str, Any] | None, disk_gb: float | None) -> dict[str, Any]:
@@ -91,7 +120,7 @@ async def create_job(
     data = await session.request(
         "POST", path, kind=CallKind.CREATE, json=body, retry_policy=retry_policy
     )
-    job = job_from_json(data)
+    job = _job_from(data, "POST", path)
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
     return JobHandle(session, job.job_id, job=job)
 
@@ -99,6 +128,15 @@ async def create_job(
 def _comparable(job: Job) -> Job:
     """A snapshot without the fields that change on every read."""
     return attrs.evolve(job, last_queried_at=None)
+
+
+def _first_uploaded(job: Job, file: OutputFile | str) -> OutputFile:
+    """``file`` as listed in ``job``; :class:`OutputMissingError` if never uploaded."""
+    name_or_id = file.file_id if isinstance(file, OutputFile) else file
+    resolved = job.file(name_or_id)
+    if not resolved.uploaded:
+        raise OutputMissingError(resolved.filename)
+    return resolved
 
 
 class JobHandle:
@@ -147,16 +185,20 @@ class JobHandle:
     async def refresh(self) -> Job:
         """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
         data = await self._session.request("GET", self.path, kind=CallKind.READ)
-        self._job = job_from_json(data)
+        self._job = _job_from(data, "GET", self.path)
         return self._job
 
     async def watch(
         self, *, timeout: float | None = None, poll: PollPolicy | None = None
     ) -> AsyncIterator[Job]:
-        """Yield each changed snapshot until the job is finished (the last one yielded).
+        """Yield a snapshot each time the job's state is seen to change, until it is finished.
 
-        Raises :class:`JobTimeoutError` when ``timeout`` seconds pass first; the job keeps
-        running. Cancelling the iteration cancels only the polling.
+        The first snapshot is always yielded, then one per observed change of
+        :attr:`Job.state` (pending, running, finished), so each state appears at most once;
+        the finished snapshot is the last. Polling speeds up again whenever anything in the
+        job changed (outputs listed, status, ...). Raises :class:`JobTimeoutError` when
+        ``timeout`` seconds pass first; the job keeps running. Cancelling the iteration
+        cancels only the polling.
         """
         policy = poll or PollPolicy()
         loop = asyncio.get_running_loop()
@@ -166,9 +208,9 @@ class JobHandle:
         while True:
             job = await self._refresh_before(deadline, timeout)
             changed = previous is None or _comparable(job) != _comparable(previous)
-            if changed:
-                previous = job
+            if previous is None or job.state is not previous.state:
                 yield job
+            previous = job
             if job.is_finished:
                 return
             interval = policy.next_interval(interval, changed=changed)
@@ -269,19 +311,39 @@ class JobHandle:
         *,
         progress: ProgressCallback | None = None,
         overwrite: bool = False,
+        fsync: bool = True,
     ) -> Path:
         """Stream one output file to ``dest`` and return its path.
 
         ``file`` is an :class:`OutputFile`, a file id or a filename. Bytes go to
-        ``dest.part`` first; the file appears under ``dest`` only once complete. A dropped
-        connection or short body resumes with ``Range`` where the server answers 206 and
-        restarts where it answers 200. ``FileExistsError`` if ``dest`` exists and not
-        ``overwrite``.
+        ``dest.part`` first; the file appears under ``dest`` only once complete (and, with
+        ``fsync``, flushed to disk). A dropped connection or short body resumes with ``Range``
+        where the server answers 206 and restarts where it answers 200; every attempt that
+        gets further than the ones before renews the retry budget. ``FileExistsError`` if
+        ``dest`` exists and not ``overwrite``; :class:`OutputMissingError` if the worker never
+        uploaded the file.
         """
-        resolved = await self.output_file(file)
+        resolved = await self._uploaded_file(file)
         return await downloads.download_file(
-            self._session, self._id, resolved, Path(dest), progress=progress, overwrite=overwrite
+            self._session,
+            self._id,
+            resolved,
+            Path(dest),
+            progress=progress,
+            overwrite=overwrite,
+            fsync=fsync,
         )
+
+    async def _uploaded_file(self, file: OutputFile | str) -> OutputFile:
+        """``file`` resolved against the last snapshot, refreshed when that one is stale."""
+        if isinstance(file, OutputFile) and file.uploaded:
+            return file
+        if self._job is not None:
+            try:
+                return _first_uploaded(self._job, file)
+            except (KeyError, OutputMissingError):
+                pass  # listed or uploaded since that snapshot, perhaps
+        return _first_uploaded(await self.refresh(), file)
 
     async def download_outputs(
         self,
@@ -290,6 +352,7 @@ class JobHandle:
         concurrency: int = 4,
         progress: ProgressCallback | None = None,
         overwrite: bool = False,
+        fsync: bool = True,
     ) -> dict[str, Path]:
         """Download every output file under ``dest_dir``, keeping subfolders.
 
@@ -297,7 +360,8 @@ class JobHandle:
         escape from ``dest_dir``) are refused with :class:`UnsafePathError` while the other
         files still download. If any file fails, a :class:`DownloadOutputsError` (an
         ``ExceptionGroup``) is raised after all others finished; its ``downloaded`` holds the
-        paths that landed.
+        paths that landed. An existing file is kept (``FileExistsError`` in the group) unless
+        ``overwrite``. ``fsync=False`` skips flushing each file to disk before its rename.
         """
         job = self._job if self._job is not None and self._job.is_finished else None
         job = job or await self.refresh()
@@ -308,6 +372,7 @@ class JobHandle:
             concurrency=concurrency,
             progress=progress,
             overwrite=overwrite,
+            fsync=fsync,
         )
 
     # -- worker side -------------------------------------------------------------------------
