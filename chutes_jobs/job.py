@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import attrs
 
-from . import downloads, worker
+from . import downloads, report, worker
 from .errors import (
     ConfigurationError,
     DeleteFailedError,
@@ -376,14 +376,26 @@ class JobHandle:
         )
 
     # -- worker side -------------------------------------------------------------------------
+    # A worker's handle comes from ChutesSession.job_from_status_url: it holds the job token
+    # (never shown in its repr). These methods refuse to run on a handle without one.
 
     def _worker_token(self) -> str:
-        if not self._token:
+        token = self._token
+        if not token:
             raise ConfigurationError(
-                f"job {self._id}: worker calls (finish, upload, complete) need the job's token; "
-                "build the handle with ChutesSession.job_from_status_url(status_url)"
+                f"job {self._id}: worker calls (finish, upload, complete, run_and_report) need "
+                "the job's token, and this handle has none; build it with "
+                "ChutesSession.job_from_status_url(status_url)"
             )
-        return self._token
+        return token
+
+    def _uploaded_names(self) -> set[str]:
+        """Filenames this worker uploaded since its last finish (for a lost complete answer)."""
+        names: set[str] | None = getattr(self, "_uploaded", None)
+        if names is None:
+            names = set()
+            self._uploaded: set[str] = names
+        return names
 
     async def finish(
         self,
@@ -391,17 +403,20 @@ class JobHandle:
         status: str = "complete",
         result: Mapping[str, Any] | None = None,
         detail: str | None = None,
-        outputs: Mapping[str, str | PathLike[str]] | str | PathLike[str] | None = None,
+        outputs: worker.OutputsSpec = None,
     ) -> UploadTargets:
         """Report the job's outcome and get one upload URL per output file (worker side).
 
         ``outputs`` is ``{relative_name: path}`` or a directory walked recursively (relative
-        POSIX names, subfolders kept). ``result`` must be a mapping or None (anything else is
-        refused before sending: the live server would break the job). For a status other than
-        ``"complete"`` a ``detail`` text is always sent (a default one if not given).
+        POSIX names, subfolders kept). ``result`` must be a mapping or None and JSON-encodable
+        (anything else is refused before sending: the live server would break the job). For a
+        status other than ``"complete"`` a ``detail`` text is always sent (a default one if not
+        given). Unsafe output names (absolute, ``..``, backslash, ...) raise
+        :class:`ConfigurationError` before sending. Calling finish again before :meth:`complete`
+        replaces the file list and hands out new URLs.
         """
         token = self._worker_token()
-        targets, job = await worker.finish_job(
+        targets = await worker.finish_job(
             self._session,
             self.path,
             token,
@@ -410,7 +425,8 @@ class JobHandle:
             detail=detail,
             outputs=outputs,
         )
-        self._job = job
+        self._job = targets.job
+        self._uploaded_names().clear()
         return targets
 
     async def upload(
@@ -421,8 +437,17 @@ class JobHandle:
         *,
         progress: ProgressCallback | None = None,
     ) -> UploadResult:
-        """Upload one output file to its upload URL (streamed multipart PUT, retried whole)."""
-        return await worker.upload_file(self._session, name, Path(source), url, progress=progress)
+        """Upload one output file to its upload URL (from :meth:`finish`'s targets).
+
+        A multipart ``PUT`` with exactly the parts ``file`` and ``path``, streamed from disk
+        with a known ``Content-Length``; retried on connection errors and 5xx, re-opening the
+        file and sending it whole each time. ``progress`` gets :class:`TransferProgress`
+        snapshots (``done`` restarts from 0 on a retry).
+        """
+        self._worker_token()
+        result = await worker.upload_file(self._session, name, Path(source), url, progress=progress)
+        self._uploaded_names().add(name)
+        return result
 
     async def upload_outputs(
         self,
@@ -431,21 +456,41 @@ class JobHandle:
         concurrency: int = 8,
         progress: ProgressCallback | None = None,
     ) -> UploadReport:
-        """Upload every file of ``targets`` with bounded concurrency.
+        """Upload every file of ``targets``, at most ``concurrency`` at once.
 
-        One file failing does not stop the others; the :class:`UploadReport` says which
-        succeeded and which failed, and why.
+        One file failing (after its retries) does not stop the others, and nothing is raised
+        for it: the :class:`UploadReport` says which succeeded and which failed, and why
+        (``report.failed``, ``report.reasons``, ``report.raise_for_failures()``).
         """
-        return await worker.upload_all(
+        self._worker_token()
+        report = await worker.upload_all(
             self._session, targets, concurrency=concurrency, progress=progress
         )
+        self._uploaded_names().update(report.succeeded)
+        return report
 
     async def complete(self) -> Job:
         """Close the job after its uploads (worker side) and return the final snapshot.
 
-        Safe to retry: ``400 Job already finished`` after a lost answer counts as success.
+        Files listed by finish but not uploaded make the job a ``partial_failure`` on the
+        server. Safe to retry: ``400 Job already finished`` (after a lost answer, or aiohttp's
+        own re-send) counts as success; the final job is then read back if the session has user
+        credentials, else rebuilt from the last snapshot (:func:`worker.assumed_final`).
         """
         self._job = await worker.complete_job(
-            self._session, self.path, self._worker_token(), self._job
+            self._session,
+            self.path,
+            self._worker_token(),
+            last=self._job,
+            uploaded=self._uploaded_names(),
         )
         return self._job
+
+    async def run_and_report(self, fn: report.JobFunction, /, **job_args: Any) -> Job:
+        """Run ``fn(output_dir=..., **job_args)`` as this job's worker, then report and complete.
+
+        Reuses this handle's session; see :func:`chutes_jobs.run_and_report` (which opens its
+        own session from a status URL) for what is reported.
+        """
+        self._worker_token()
+        return await report.run_job(self, fn, job_args)

@@ -1,9 +1,24 @@
-"""``run_and_report``: run a job function on a worker and report its outcome, always completing."""
+"""``run_and_report``: run a job function on a worker and report its outcome, always completing.
+
+The function gets a fresh output folder; what it returns, raises or how it is cancelled
+becomes the job's outcome (:class:`Outcome`), which is then reported through the worker API
+of :class:`~chutes_jobs.job.JobHandle`: finish → upload every file of the folder → complete.
+
+* return value: a dict is the ``result`` as is, ``None`` is ``null``, anything else is wrapped
+  as ``{"result": value}`` (the live server breaks a job whose result is not an object); a
+  value that is not strict JSON makes the job an ``"error"`` saying so;
+* exception: status ``"error"`` with the formatted traceback as ``detail``;
+* cancellation of the function: status ``"cancelled"``; if the task running ``run_job`` was
+  the one cancelled, the cancellation is re-raised once the job is reported.
+
+Two entry points: :func:`run_and_report` (module level) takes the status URL and opens its own
+pooled session for all the calls; :meth:`JobHandle.run_and_report` reuses the session of a
+handle from ``ChutesSession.job_from_status_url`` (use it for custom timeouts or retries).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -12,73 +27,94 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ChutesError
+import attrs
+
+from .errors import ConfigurationError
 from .models import Job
-from .worker import parse_status_url
+from .worker import check_json, parse_status_url
 
 if TYPE_CHECKING:
     from .job import JobHandle
 
-__all__ = ["JobFunction", "Outcome", "run_and_report", "run_job"]
+__all__ = [
+    "JobFunction",
+    "Outcome",
+    "report_outcome",
+    "result_object",
+    "run_and_report",
+    "run_function",
+    "run_job",
+]
 
 log = logging.getLogger("chutes_jobs")
 
 #: A job function: ``async def fn(*, output_dir: Path, **job_args) -> dict | Any | None``.
 JobFunction = Callable[..., Awaitable[Any]]
 
-#: Tracebacks longer than this are cut (keeping the end, where the error is).
+#: Details longer than this are cut (keeping the end, where a traceback's error is).
 MAX_DETAIL_CHARS = 32_000
+CANCELLED_DETAIL = "the job function was cancelled"
 
 
+@attrs.frozen
 class Outcome:
     """What a job function's run amounts to: status, result object and detail text."""
 
-    def __init__(self, status: str, result: dict[str, Any] | None, detail: str | None) -> None:
-        self.status = status
-        self.result = result
-        self.detail = detail
+    status: str
+    result: dict[str, Any] | None = None
+    detail: str | None = None
 
 
 def result_object(value: Any) -> dict[str, Any] | None:
     """The ``result`` to send: a dict as is, None as null, anything else as ``{"result": value}``.
 
-    Raises ``TypeError``/``ValueError`` when the value cannot be sent as JSON.
+    Raises :class:`ConfigurationError` when the value cannot be sent as strict JSON.
     """
     wrapped = value if value is None or isinstance(value, dict) else {"result": value}
-    json.dumps(wrapped)
+    check_json(wrapped, "the job function's return value")
     return wrapped
 
 
-def _detail_of(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(exc))
+def _clip(text: str) -> str:
     return text if len(text) <= MAX_DETAIL_CHARS else "...\n" + text[-MAX_DETAIL_CHARS:]
 
 
 async def run_function(fn: JobFunction, output_dir: Path, job_args: dict[str, Any]) -> Outcome:
-    """Await ``fn`` and turn its return value, exception or cancellation into an outcome."""
+    """Await ``fn(output_dir=..., **job_args)``; turn its value, error or cancellation into an
+    :class:`Outcome`. Never raises (a cancellation of the function is an outcome too)."""
     try:
         value = await fn(output_dir=output_dir, **job_args)
-        return Outcome("complete", result_object(value), None)
     except asyncio.CancelledError:
-        return Outcome("cancelled", None, "the job function was cancelled")
+        log.warning("job function was cancelled")
+        return Outcome("cancelled", None, CANCELLED_DETAIL)
     except Exception as exc:
-        log.warning("job function failed: %r", exc)
-        return Outcome("error", None, _detail_of(exc))
+        log.warning("job function failed: %s: %s", type(exc).__name__, exc)
+        return Outcome("error", None, _clip("".join(traceback.format_exception(exc))))
+    try:
+        return Outcome("complete", result_object(value), None)
+    except ConfigurationError as exc:
+        log.warning("job function returned an unsendable value: %s", exc)
+        return Outcome("error", None, _clip(f"{exc} (returned a {type(value).__name__})"))
 
 
-async def run_job(handle: JobHandle, fn: JobFunction, job_args: dict[str, Any]) -> Job:
+async def run_job(
+    handle: JobHandle,
+    fn: JobFunction,
+    job_args: dict[str, Any],
+    *,
+    work_dir: Path | None = None,
+) -> Job:
     """Run ``fn`` in a fresh output folder, then finish → upload outputs → complete.
 
-    The job is completed whatever happens to the function; if the function was cancelled the
-    outcome is reported as ``"cancelled"`` and the cancellation is re-raised afterwards.
+    The folder is created under ``work_dir`` (default: the system temp dir) and removed at the
+    end. The job is completed whatever the function did. If the task running this was
+    cancelled, the outcome is reported as ``"cancelled"`` first and the cancellation re-raised
+    afterwards; a second cancellation interrupts the reporting itself.
     """
-    output_dir = Path(tempfile.mkdtemp(prefix="chutes-job-"))
-    task = asyncio.current_task()
+    output_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="chutes-job-", dir=work_dir))
     try:
         outcome = await run_function(fn, output_dir, job_args)
-        cancelled = outcome.status == "cancelled"
-        if cancelled and task is not None:
-            task.uncancel()  # report first; the cancellation is raised again below
+        cancelled = outcome.status == "cancelled" and _uncancel_current_task()
         final = await report_outcome(handle, outcome, output_dir)
     finally:
         await asyncio.to_thread(shutil.rmtree, output_dir, True)
@@ -87,32 +123,57 @@ async def run_job(handle: JobHandle, fn: JobFunction, job_args: dict[str, Any]) 
     return final
 
 
-async def report_outcome(handle: JobHandle, outcome: Outcome, output_dir: Path) -> Job:
-    """finish → upload every file of ``output_dir`` → complete (complete runs even on failures)."""
+def _uncancel_current_task() -> bool:
+    """Withdraw a pending cancellation of this task so reporting can run; True if there was one.
+
+    Without it, a timeout expiring while reporting would look like our own cancellation.
+    """
+    task = asyncio.current_task()
+    if task is None or task.cancelling() == 0:
+        return False
+    task.uncancel()
+    return True
+
+
+async def report_outcome(handle: JobHandle, outcome: Outcome, output_dir: Path | None) -> Job:
+    """finish → upload every file of ``output_dir`` → complete; complete runs whatever failed.
+
+    If the outputs cannot be listed (an unsafe name, say), finish is sent without them, the
+    reason added to the detail. Upload failures are logged; the server then records the job
+    as a partial failure naming the missing files.
+    """
     try:
-        targets = await handle.finish(
-            status=outcome.status,
-            result=outcome.result,
-            detail=outcome.detail,
-            outputs=output_dir,
-        )
+        targets = await _finish(handle, outcome, output_dir)
         report = await handle.upload_outputs(targets)
-        for name, exc in report.failed.items():
-            log.error("output %s could not be uploaded: %s", name, exc)
-    except ChutesError as exc:
-        log.error("reporting the outcome of job %s failed: %s", handle.id, exc)
+        if not report.ok:
+            log.error("job %s: some outputs were not uploaded: %s", handle.id, report)
+    except Exception as exc:  # report what we can: complete still closes the job
+        log.error("reporting job %s failed: %s: %s", handle.id, type(exc).__name__, exc)
     return await handle.complete()
+
+
+async def _finish(handle: JobHandle, outcome: Outcome, output_dir: Path | None) -> Any:
+    try:
+        return await handle.finish(
+            status=outcome.status, result=outcome.result, detail=outcome.detail, outputs=output_dir
+        )
+    except ConfigurationError as exc:  # nothing was sent: report the failure without outputs
+        log.error("job %s: outputs cannot be reported: %s", handle.id, exc)
+        detail = "\n".join(filter(None, [outcome.detail, f"outputs not reported: {exc}"]))
+        status = "error" if outcome.status == "complete" else outcome.status
+        return await handle.finish(status=status, result=outcome.result, detail=detail)
 
 
 async def run_and_report(status_url: str, fn: JobFunction, /, **job_args: Any) -> Job:
     """Run ``fn(output_dir=..., **job_args)`` as the worker of the job at ``status_url``.
 
     Its return value becomes the job's ``result`` (a dict as is, None as null, anything else
-    wrapped as ``{"result": value}``); an exception becomes status ``"error"`` with the
-    traceback as detail; cancellation becomes ``"cancelled"``. Every file the function writes
-    under ``output_dir`` (subfolders kept) is uploaded, then the job is completed. One pooled
-    session (credentials from the environment are not needed) carries every call. Returns the
-    final :class:`Job`.
+    wrapped as ``{"result": value}``; a value that is not JSON makes the job an ``"error"``);
+    an exception becomes status ``"error"`` with the traceback as detail; cancellation becomes
+    ``"cancelled"`` (and is re-raised after reporting). Every file the function writes under
+    ``output_dir`` (subfolders kept) is uploaded, then the job is completed, always. One pooled
+    :class:`~chutes_jobs.ChutesSession` (no user credentials needed) carries every call.
+    Returns the final :class:`Job`; a failing function does not raise here.
     """
     from .session import ChutesSession
 

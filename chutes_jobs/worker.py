@@ -1,25 +1,43 @@
 """The worker's side of a job: finish (report the outcome), upload outputs, complete.
 
 A worker holds only the job status URL, ``{base}/jobs/{id}?token=JWT``; the token is its only
-credential and is never logged. What is sent follows PROTOCOL.md to the letter, because the
-live server breaks a job for good on a missing ``result`` or a failure without ``detail``.
+credential and is never logged (every URL goes through the redaction of ``_redact``). What is
+sent follows PROTOCOL.md to the letter, because the live server breaks a job for good on a
+missing ``result`` or a failure without ``detail``:
+
+* finish: ``POST /jobs/{id}?token=`` with ``{"status", "result", "output_filenames"}`` plus a
+  ``detail`` string whenever the status is not ``"complete"``;
+* upload: one ``PUT`` per file to the URL finish answered, ``multipart/form-data`` with exactly
+  the parts ``file`` and ``path``, streamed from disk with a known ``Content-Length``; a retry
+  re-opens the file and sends it whole;
+* complete: ``PUT /jobs/{id}?token=``; ``400 Job already finished`` (after a retry, or after
+  aiohttp's own hidden re-send of the PUT) means an earlier attempt landed: success.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import os
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from os import PathLike
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import attrs
+import yarl
 
+from ._paths import _lexical_problem as lexical_problem
 from ._redact import REDACTED
-from .errors import BadRequestError, ChutesError, ConfigurationError, NotFoundError
+from .errors import (
+    BadRequestError,
+    ChutesError,
+    ConfigurationError,
+    ProtocolError,
+)
 from .models import Job, job_from_json
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
@@ -28,21 +46,35 @@ if TYPE_CHECKING:
     from .session import ChutesSession
 
 __all__ = [
+    "OutputsSpec",
+    "StatusURL",
     "UploadReport",
     "UploadResult",
     "UploadTargets",
     "collect_outputs",
+    "complete_job",
+    "finish_job",
     "parse_status_url",
+    "upload_all",
+    "upload_file",
 ]
 
 log = logging.getLogger("chutes_jobs")
 
 ALREADY_FINISHED = "job already finished"
+#: The body of complete (ignored by the server; what the official SDK sends).
+COMPLETE_BODY = {"status": "done"}
+
+#: ``{relative_name: path}``, an output directory, or None (no outputs).
+OutputsSpec = Mapping[str, str | PathLike[str]] | str | PathLike[str] | None
+
+
+# ----------------------------------------------------------------------------- status URL
 
 
 @attrs.frozen
 class StatusURL:
-    """The parts of a job status URL."""
+    """The parts of a job status URL (the token never shows in its repr)."""
 
     base_url: str
     job_id: str
@@ -50,15 +82,21 @@ class StatusURL:
 
 
 def parse_status_url(url: str) -> StatusURL:
-    """Split ``{base}/jobs/{job_id}?token=JWT`` into base URL, job id and token."""
+    """Split ``{base}/jobs/{job_id}?token=JWT`` into base URL, job id and token.
+
+    Raises :class:`ConfigurationError` saying what is wrong (the token is redacted).
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"the job status URL must be a string, got {type(url).__name__}")
     try:
         parts = urlsplit(url)
+        netloc = parts.netloc
     except ValueError as exc:
         raise ConfigurationError(f"malformed job status URL: {exc}") from None
     segments = parts.path.rstrip("/").split("/")
     tokens = parse_qs(parts.query).get("token", [])
     problem = None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not netloc:
         problem = "it must be an absolute http(s) URL"
     elif len(segments) < 3 or segments[-2] != "jobs" or not segments[-1]:
         problem = "its path must end in /jobs/{job_id}"
@@ -67,46 +105,84 @@ def parse_status_url(url: str) -> StatusURL:
     if problem:
         raise ConfigurationError(f"malformed job status URL {url!r}: {problem}")
     prefix = "/".join(segments[:-2])
-    return StatusURL(f"{parts.scheme}://{parts.netloc}{prefix}", segments[-1], tokens[0])
+    return StatusURL(f"{parts.scheme}://{netloc}{prefix}", segments[-1], tokens[0])
 
 
-def _relative_name(name: str) -> str:
-    pure = PurePosixPath(name)
-    if not name or "\\" in name or "\x00" in name or pure.is_absolute() or ".." in pure.parts:
-        raise ConfigurationError(f"output name {name!r} must be a relative POSIX path")
-    return pure.as_posix()
+def split_token(url: str) -> tuple[yarl.URL, str]:
+    """An upload URL without its ``token=`` value, and the token (sent again by the session)."""
+    target = yarl.URL(url)
+    tokens = target.query.getall("token", [])
+    if not target.is_absolute() or target.scheme not in ("http", "https") or len(tokens) != 1:
+        raise ConfigurationError(f"upload URL {url!r} must be an http(s) URL with one token=")
+    return target.without_query_params("token"), tokens[0]
 
 
-def collect_outputs(
-    outputs: Mapping[str, str | PathLike[str]] | str | PathLike[str] | None,
-) -> dict[str, Path]:
+# ----------------------------------------------------------------------------- outputs
+
+
+def check_output_name(name: str) -> str:
+    """``name`` if it is a safe relative POSIX path, else :class:`ConfigurationError`.
+
+    The rules are the ones a downloading client applies (``_paths``): no absolute path, no
+    ``..``/``.``/empty component, no backslash, drive letter or NUL. A name breaking them would
+    be refused on the user's side, so it is refused here, before anything is sent.
+    """
+    problem = lexical_problem(name) if isinstance(name, str) else "not a string"
+    if problem is not None:
+        raise ConfigurationError(f"output name {name!r} is not a safe relative path: {problem}")
+    return name
+
+
+def collect_outputs(outputs: OutputsSpec) -> dict[str, Path]:
     """``{relative POSIX name: file}`` from a mapping or a directory walked recursively.
 
     Every file must exist and be a regular file: a finish that lists a file the worker cannot
-    upload would leave the job with a missing output.
+    upload would leave the job with a missing output. Blocking: call it in a thread.
     """
     if outputs is None:
         return {}
     if isinstance(outputs, str | PathLike):
-        root = Path(outputs)
-        if not root.is_dir():
-            raise ConfigurationError(f"output directory {str(root)!r} does not exist")
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        return {p.relative_to(root).as_posix(): p for p in files}
-    collected = {_relative_name(name): Path(path) for name, path in outputs.items()}
+        return _walk(Path(outputs))
+    if not isinstance(outputs, Mapping):
+        raise ConfigurationError(
+            f"outputs must be a mapping, a directory or None, got {type(outputs).__name__}"
+        )
+    collected = {check_output_name(name): Path(path) for name, path in outputs.items()}
     for name, path in collected.items():
         if not path.is_file():
             raise ConfigurationError(f"output {name!r}: {str(path)!r} is not a readable file")
     return collected
 
 
-@attrs.frozen
-class UploadTargets:
-    """What finish answered: the upload URL of each output file, and the file to send there."""
+def _walk(root: Path) -> dict[str, Path]:
+    if not root.is_dir():
+        raise ConfigurationError(f"output directory {str(root)!r} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {check_output_name(p.relative_to(root).as_posix()): p for p in files}
 
-    urls: Mapping[str, str] = attrs.field(repr=lambda urls: repr({k: REDACTED for k in urls}))
+
+# ----------------------------------------------------------------------------- results
+
+
+def _redacted_keys(urls: Mapping[str, str]) -> str:
+    return repr(dict.fromkeys(urls, REDACTED))
+
+
+@attrs.frozen
+class UploadTargets(Mapping[str, str]):
+    """What finish answered: ``{filename: upload URL}``, plus the local file of each name.
+
+    A read-only mapping of filename to upload URL (each URL holds a per-file token, so the
+    repr shows the names only). :attr:`sources` says which file goes where; :attr:`job` is
+    the snapshot finish answered.
+    """
+
+    urls: Mapping[str, str] = attrs.field(repr=_redacted_keys)
     sources: Mapping[str, Path]
     job: Job
+
+    def __getitem__(self, name: str) -> str:
+        return self.urls[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.urls)
@@ -126,28 +202,51 @@ class UploadResult:
 
 @attrs.frozen
 class UploadReport:
-    """The outcome of :meth:`JobHandle.upload_outputs`: which files landed and which failed."""
+    """The outcome of :meth:`JobHandle.upload_outputs`: which files landed and which failed.
+
+    ``failed`` maps each failed filename to the error that stopped it (after retries); its
+    text says why and never holds a token. ``str(report)`` is a one-paragraph summary.
+    """
 
     succeeded: Mapping[str, UploadResult]
-    failed: Mapping[str, BaseException]
+    failed: Mapping[str, Exception]
 
     @property
     def ok(self) -> bool:
         """True when every file was uploaded."""
         return not self.failed
 
+    @property
+    def reasons(self) -> dict[str, str]:
+        """``{filename: why it failed}``, one line each."""
+        return {name: f"{type(e).__name__}: {e}" for name, e in sorted(self.failed.items())}
+
+    def __str__(self) -> str:
+        head = f"{len(self.succeeded)} uploaded, {len(self.failed)} failed"
+        return "; ".join([head, *(f"{n}: {why}" for n, why in self.reasons.items())])
+
     def raise_for_failures(self) -> None:
-        """Raise an ``ExceptionGroup`` of the failures, if any."""
-        if self.failed:
-            errors = [
-                e if isinstance(e, Exception) else RuntimeError(e) for e in self.failed.values()
-            ]
-            raise ExceptionGroup(f"{len(errors)} upload(s) failed: {sorted(self.failed)}", errors)
+        """Raise an ``ExceptionGroup`` of the failures (each noted with its filename), if any."""
+        if not self.failed:
+            return
+        errors = []
+        for name, error in sorted(self.failed.items()):
+            error.add_note(f"output file: {name}")
+            errors.append(error)
+        raise ExceptionGroup(f"{len(errors)} upload(s) failed: {sorted(self.failed)}", errors)
 
 
-def _finish_body(
+# ----------------------------------------------------------------------------- finish
+
+
+def finish_body(
     status: str, result: Mapping[str, Any] | None, detail: str | None, names: list[str]
 ) -> dict[str, Any]:
+    """The finish body, or :class:`ConfigurationError` for what the live server would break on.
+
+    ``result`` must be a mapping (sent as a JSON object) or None (``null``), and JSON without
+    NaN/Infinity; ``detail`` is always sent for a status other than ``"complete"``.
+    """
     if not isinstance(status, str) or not status:
         raise ConfigurationError(f"status must be a non-empty string, got {status!r}")
     if result is not None and not isinstance(result, Mapping):
@@ -166,7 +265,16 @@ def _finish_body(
         body["detail"] = detail or f"job ended with status {status!r}"
     elif detail is not None:
         body["detail"] = detail
+    check_json(body["result"], "result")
     return body
+
+
+def check_json(value: Any, what: str) -> None:
+    """:class:`ConfigurationError` unless ``value`` is strict JSON (no NaN/Infinity)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{what} cannot be sent as JSON: {exc}") from None
 
 
 async def finish_job(
@@ -177,21 +285,34 @@ async def finish_job(
     status: str,
     result: Mapping[str, Any] | None,
     detail: str | None,
-    outputs: Mapping[str, str | PathLike[str]] | str | PathLike[str] | None,
-) -> tuple[UploadTargets, Job]:
-    """POST the outcome; return the upload targets and the job snapshot finish answered."""
+    outputs: OutputsSpec,
+) -> UploadTargets:
+    """POST the outcome; return the upload targets (with the job snapshot finish answered).
+
+    Everything is checked before sending: an invalid body or output raises
+    :class:`ConfigurationError` and nothing reaches the server.
+    """
     sources = await asyncio.to_thread(collect_outputs, outputs)
-    body = _finish_body(status, result, detail, sorted(sources))
+    body = finish_body(status, result, detail, sorted(sources))
     data = await session.request(
         "POST", job_path, kind=CallKind.IDEMPOTENT, json=body, auth=False, token=token
     )
     job = job_from_json(data)
     missing = sorted(set(sources) - set(job.output_storage_urls))
     if missing:
-        raise ConfigurationError(f"finish answered no upload URL for {missing}")
+        raise ProtocolError(
+            f"finish answered no upload URL for {missing}",
+            status=200,
+            body_excerpt="",
+            method="POST",
+            url=str(session.url(job_path)),
+        )
     urls = {name: job.output_storage_urls[name] for name in sources}
     log.info("finished job %s with status %s, %d output(s)", job.job_id, status, len(urls))
-    return UploadTargets(urls=urls, sources=sources, job=job), job
+    return UploadTargets(urls=urls, sources=sources, job=job)
+
+
+# ----------------------------------------------------------------------------- upload
 
 
 async def upload_file(
@@ -202,21 +323,54 @@ async def upload_file(
     *,
     progress: ProgressCallback | None = None,
 ) -> UploadResult:
-    """Send one file as a streamed multipart PUT; a retry re-opens the file and sends it whole."""
-    size = os.stat(source).st_size
+    """Send one file as a streamed multipart PUT; a retry re-opens the file and sends it whole.
 
-    async def attempt(_: int) -> UploadResult:
-        body = multipart_upload_body(source, name, progress=progress)
+    Retried like any transfer (connection errors, 408, 429, 5xx) up to the policy's attempts;
+    the policy's total deadline is not applied, since one attempt of a multi-GB file may
+    legitimately take longer than it.
+    """
+    target, token = split_token(url)
+    policy = attrs.evolve(session.retry_policy, deadline=None)
+
+    async def attempt(number: int) -> UploadResult:
+        log.debug("upload attempt %d: %s", number, name)
+        body, size = await asyncio.to_thread(_upload_body, source, name, progress)
         async with session.send_once(
-            "PUT", url, auth=False, data=body, timeout=session.transfer_timeout
+            "PUT", target, auth=False, token=token, data=body, timeout=session.transfer_timeout
         ) as response:
-            answer = await response.json(content_type=None)
-        file_id = answer.get("file_id") if isinstance(answer, dict) else None
-        return UploadResult(filename=name, file_id=file_id, size=size)
+            raw = await response.read()
+        return _upload_result(name, size, raw, target)
 
-    result = await session.retry_policy.run(CallKind.TRANSFER, attempt)
-    log.info("uploaded %s (%d bytes)", name, size)
+    result = await policy.run(CallKind.TRANSFER, attempt)
+    log.info("uploaded %s (%d bytes)", name, result.size)
     return result
+
+
+def _upload_body(
+    source: Path, name: str, progress: ProgressCallback | None
+) -> tuple[aiohttp.MultipartWriter, int]:
+    """A fresh body for one attempt (it opens the file when sent) and the size it sends."""
+    size = source.stat().st_size  # what FilePayload measures and sends
+    return multipart_upload_body(source, name, progress=progress), size
+
+
+def _upload_result(name: str, size: int, raw: bytes, url: yarl.URL) -> UploadResult:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ProtocolError(
+            f"upload of {name}: expected a JSON object",
+            status=200,
+            body_excerpt=raw.decode("utf-8", "replace"),
+            method="PUT",
+            url=str(url),
+        )
+    file_id = answer.get("file_id")
+    return UploadResult(
+        filename=name, file_id=file_id if isinstance(file_id, str) else None, size=size
+    )
 
 
 async def upload_all(
@@ -226,12 +380,15 @@ async def upload_all(
     concurrency: int,
     progress: ProgressCallback | None,
 ) -> UploadReport:
-    """Upload every target, at most ``concurrency`` at once; failures are collected, not raised."""
-    if concurrency < 1:
-        raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+    """Upload every target, at most ``concurrency`` at once; failures are collected, not raised.
+
+    Cancellation is not a failure: it stops every upload and propagates.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
     gate = asyncio.Semaphore(concurrency)
     succeeded: dict[str, UploadResult] = {}
-    failed: dict[str, BaseException] = {}
+    failed: dict[str, Exception] = {}
 
     async def one(name: str) -> None:
         async with gate:
@@ -239,8 +396,8 @@ async def upload_all(
                 succeeded[name] = await upload_file(
                     session, name, targets.sources[name], targets.urls[name], progress=progress
                 )
-            except (ChutesError, OSError) as exc:
-                log.warning("upload of %s failed: %s", name, exc)
+            except Exception as exc:  # one file failing must not stop the others
+                log.warning("upload of %s failed: %s", name, _one_line(exc))
                 failed[name] = exc
 
     async with asyncio.TaskGroup() as group:
@@ -249,27 +406,74 @@ async def upload_all(
     return UploadReport(succeeded=succeeded, failed=failed)
 
 
-async def complete_job(session: ChutesSession, job_path: str, token: str, last: Job | None) -> Job:
-    """PUT complete. ``400 Job already finished`` means an earlier attempt landed: success."""
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ----------------------------------------------------------------------------- complete
+
+
+async def complete_job(
+    session: ChutesSession,
+    job_path: str,
+    token: str,
+    *,
+    last: Job | None,
+    uploaded: set[str],
+) -> Job:
+    """PUT complete and return the final job.
+
+    ``400 Job already finished`` means an earlier attempt (ours, or aiohttp's hidden re-send)
+    landed: success. The final snapshot is then read back when the session has user
+    credentials; otherwise it is rebuilt from ``last`` (see :func:`assumed_final`).
+    """
     try:
         data = await session.request(
-            "PUT", job_path, kind=CallKind.IDEMPOTENT, json={}, auth=False, token=token
+            "PUT", job_path, kind=CallKind.IDEMPOTENT, json=COMPLETE_BODY, auth=False, token=token
         )
     except BadRequestError as exc:
         if ALREADY_FINISHED not in str(exc.detail).lower():
             raise
         log.info("job at %s was already completed", job_path)
-        return await _already_completed(session, job_path, last)
+        return await _already_completed(session, job_path, last, uploaded)
     return job_from_json(data)
 
 
-async def _already_completed(session: ChutesSession, job_path: str, last: Job | None) -> Job:
-    """The final job after a completion we did not see answered: GET it if we may."""
+async def _already_completed(
+    session: ChutesSession, job_path: str, last: Job | None, uploaded: set[str]
+) -> Job:
     if session.has_user_credentials:
         try:
             return job_from_json(await session.request("GET", job_path, kind=CallKind.READ))
-        except NotFoundError:
-            pass
+        except ChutesError as exc:
+            log.info("could not read the completed job back: %s", _one_line(exc))
     if last is None:
-        raise ConfigurationError("the job was already completed and no snapshot of it is known")
-    return last
+        raise ConfigurationError(
+            f"the job at {job_path} was already completed and no snapshot of it is known"
+        )
+    return assumed_final(last, uploaded)
+
+
+def assumed_final(last: Job, uploaded: set[str]) -> Job:
+    """The final job as far as this worker knows, when the server's answer was lost.
+
+    A finished snapshot is returned as is. Otherwise: ``last`` marked finished now (local
+    clock), without instance, each output file's ``uploaded`` flag from what this worker
+    uploaded, and ``status``/``error_detail`` unknown (None).
+    """
+    if last.is_finished:
+        return last
+    files = {
+        file_id: attrs.evolve(info, uploaded=info.uploaded or info.filename in uploaded)
+        for file_id, info in last.output_files.items()
+    }
+    return attrs.evolve(
+        last,
+        finished_at=datetime.now(UTC).replace(tzinfo=None),
+        instance_id=None,
+        instance=None,
+        output_files=files,
+        output_storage_urls={},
+        status=None,
+        error_detail=None,
+    )

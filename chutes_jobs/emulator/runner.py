@@ -1,174 +1,193 @@
-"""Running jobs of local chutes: schedule, assign an instance, execute, report over HTTP."""
+"""Running jobs of local chutes: schedule, claim an instance, then the library's worker API.
+
+A local job is worked exactly as a user's worker would do it: the runner builds a handle from
+the job status URL (``ChutesSession.job_from_status_url``) and hands the chute method to
+:func:`chutes_jobs.report.run_job` (finish → upload → complete over loopback HTTP). One
+:class:`~chutes_jobs.ChutesSession`, owned by the runner, carries every local job's calls.
+
+Stopping a run: ``stop(job_id, report=True)`` (``Emulator.cancel_job``) cancels the chute
+method, which ``run_job`` reports as ``"cancelled"``; ``stop(job_id, report=False)`` (a delete,
+or the emulator closing) kills the run the way a node is killed: nothing more is reported.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
-import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from ..errors import ChutesError
+from ..job import JobHandle
 from ..models import InstanceSummary
-from .store import JobRecord, Store, utcnow
+from ..report import JobFunction, Outcome, report_outcome, run_job
+from ..session import ChutesSession
+from ..worker import parse_status_url
+from .store import ChuteMethod, JobRecord, Store, utcnow
 
-__all__ = ["JobRunner", "list_outputs", "report_outcome"]
+__all__ = ["JobRunner"]
 
 log = logging.getLogger("chutes_jobs.emulator")
 
-Outcome = tuple[str, dict[str, Any] | None, str | None]
+CANCELLED_DETAIL = "Job cancelled"
 
 
-def list_outputs(output_dir: Path) -> list[str]:
-    """Every file under ``output_dir``, as sorted relative POSIX paths."""
-    files = (p for p in output_dir.rglob("*") if p.is_file())
-    return sorted(p.relative_to(output_dir).as_posix() for p in files)
+class _Killed(BaseException):
+    """The run was stopped without reporting (its job was deleted, or the emulator closes).
 
-
-async def report_outcome(
-    http: aiohttp.ClientSession,
-    status_url: str,
-    *,
-    status: str,
-    result: dict[str, Any] | None,
-    detail: str | None,
-    output_dir: Path,
-) -> None:
-    """The worker side of a job: finish, upload every output file, complete.
-
-    Uses nothing but the job status URL (``{base}/jobs/{id}?token=...``) and the upload URLs
-    that finish answers, as a worker node does.
+    A ``BaseException`` that is not a cancellation, so ``run_job`` neither reports nor
+    swallows it, as when a worker node is killed.
     """
-    outputs = await asyncio.to_thread(list_outputs, output_dir)
-    body = {"status": status, "result": result, "detail": detail, "output_filenames": outputs}
-    async with http.post(status_url, json=body) as response:
-        response.raise_for_status()
-        upload_urls: dict[str, str] = (await response.json())["output_storage_urls"]
-    for name, url in upload_urls.items():
-        with (output_dir / name).open("rb") as fh:
-            form = aiohttp.FormData()
-            form.add_field(
-                "file", fh, filename=Path(name).name, content_type="application/octet-stream"
-            )
-            form.add_field("path", name)
-            async with http.put(url, data=form) as response:
-                response.raise_for_status()
-    async with http.put(status_url, json={"status": "done"}) as response:
-        response.raise_for_status()
+
+
+@dataclass
+class _Run:
+    """One local job's run: its task, its chute method's task once started, how it stops."""
+
+    task: asyncio.Task[None] | None = None
+    function: asyncio.Future[Any] | None = None
+    report_cancel: bool = False
+    killed: bool = False
 
 
 class JobRunner:
-    """Runs each created job of a local chute as an asyncio task."""
+    """Runs each created job of a local chute as an asyncio task, through the worker API.
+
+    ``http`` is an ``aiohttp.ClientSession`` to carry the calls (its owner closes it); without
+    one the runner's session opens its own pool. ``base_url`` is the emulator's (derived from
+    ``status_url`` when not given).
+    """
 
     def __init__(
         self,
         store: Store,
-        http: aiohttp.ClientSession,
+        http: aiohttp.ClientSession | None,
         status_url: Callable[[str], str],
         *,
         work_root: Path,
         schedule_delay: float,
+        base_url: str | None = None,
     ) -> None:
         self._work_root = work_root
         self._store = store
-        self._http = http
         self._status_url = status_url
         self._delay = schedule_delay
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._report_cancel: set[str] = set()
+        self._runs: dict[str, _Run] = {}
+        base_url = base_url or parse_status_url(status_url("local-runner")).base_url
+        #: The one session every local job's worker calls go through.
+        self.session = ChutesSession(base_url=base_url, session=http)
 
     def start(self, job: JobRecord) -> None:
         """Schedule ``job``: pending, then running on a local instance, then reported."""
-        task = asyncio.create_task(self._run(job), name=f"chutes-emulator-job-{job.job_id}")
-        self._tasks[job.job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.job_id, None))
+        run = _Run()
+        run.task = asyncio.create_task(
+            self._run(job, run), name=f"chutes-emulator-job-{job.job_id}"
+        )
+        self._runs[job.job_id] = run
+        run.task.add_done_callback(lambda _: self._forget(job.job_id, run))
+
+    def _forget(self, job_id: str, run: _Run) -> None:
+        if self._runs.get(job_id) is run:
+            del self._runs[job_id]
 
     def stop(self, job_id: str, *, report: bool) -> bool:
-        """Cancel a job's run; with ``report`` the worker still reports ``cancelled``."""
-        task = self._tasks.get(job_id)
-        if task is None:
+        """Stop a job's run; with ``report`` its worker reports ``cancelled``.
+
+        False when nothing is running, or (with ``report``) when the chute method has already
+        returned and its outcome is being reported.
+        """
+        run = self._runs.get(job_id)
+        if run is None or run.task is None or run.task.done():
             return False
-        if report:
-            self._report_cancel.add(job_id)
-        task.cancel()
+        if not report:
+            run.killed = True
+            run.task.cancel()
+        elif run.function is None:  # not started yet: cancelled before running
+            run.report_cancel = True
+            run.task.cancel()
+        elif run.function.done():
+            return False
+        else:
+            run.function.cancel()  # run_job reports "cancelled"
         return True
 
     async def wait(self, job_id: str | None = None) -> None:
         """Until one job's run (or every run, including ones started meanwhile) has ended."""
         while True:
-            if job_id is None:
-                tasks = [t for t in self._tasks.values() if not t.done()]
-            else:
-                tasks = [t for t in [self._tasks.get(job_id)] if t is not None and not t.done()]
+            runs = self._runs.values() if job_id is None else [self._runs.get(job_id)]
+            tasks = [r.task for r in runs if r is not None and r.task is not None]
+            tasks = [t for t in tasks if not t.done()]
             if not tasks:
                 return
             await asyncio.wait(tasks)
 
     async def close(self) -> None:
-        """Cancel every run and wait for them to end."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        """Kill every run (nothing more is reported), wait for them, close the session."""
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        for job_id in list(self._runs):
+            self.stop(job_id, report=False)
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.session.close()
 
-    async def _run(self, job: JobRecord) -> None:
-        output_dir = Path(
-            await asyncio.to_thread(tempfile.mkdtemp, prefix="job-", dir=self._work_root)
-        )
+    # -- one run ---------------------------------------------------------------------------
+
+    async def _run(self, job: JobRecord, run: _Run) -> None:
+        handle = self.session.job_from_status_url(self._status_url(job.job_id))
         try:
-            try:
-                outcome = await self._execute(job, output_dir)
-            except asyncio.CancelledError:
-                if not self._cancel_is_reported(job.job_id):
-                    raise
-                outcome = ("cancelled", None, "Job cancelled")
-            if outcome is not None:
-                await self._report(job, outcome, output_dir)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, output_dir, True)
+            await self._execute(job, run, handle)
+        except asyncio.CancelledError:
+            if not run.report_cancel or run.killed:
+                raise
+            _uncancel()
+            cancelled = report_outcome(handle, Outcome("cancelled", None, CANCELLED_DETAIL), None)
+            await self._guarded(job, cancelled)
+        except _Killed:
+            log.info("local job %s stopped without reporting", job.job_id)
 
-    async def _execute(self, job: JobRecord, output_dir: Path) -> Outcome | None:
+    async def _execute(self, job: JobRecord, run: _Run, handle: JobHandle) -> None:
         await asyncio.sleep(self._delay)
         if self._store.jobs.get(job.job_id) is not job or job.status != "pending":
-            return None  # deleted, or already reported by an outside worker
+            return  # deleted, or already reported by an outside worker
         _claim(job)
         method = job.chute.methods[job.method]
         if method is None:  # left to an external worker holding the job status URL
-            return None
+            return
         kwargs = {k: v for k, v in job.job_args.items() if k != "_disk_gb"}
-        try:
-            value = await method(output_dir=output_dir, **kwargs)
-        except Exception:
-            return "error", None, traceback.format_exc()
-        return "complete", value if isinstance(value, dict) else {"result": value}, None
+        function = _killable(run, method)
+        await self._guarded(job, run_job(handle, function, kwargs, work_dir=self._work_root))
 
-    def _cancel_is_reported(self, job_id: str) -> bool:
-        if job_id not in self._report_cancel:
-            return False
-        self._report_cancel.discard(job_id)
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
-
-    async def _report(self, job: JobRecord, outcome: Outcome, output_dir: Path) -> None:
-        status, result, detail = outcome
+    async def _guarded(self, job: JobRecord, reporting: Any) -> None:
+        """Await the reporting; a failure to report is logged, as a node would log it."""
         try:
-            await report_outcome(
-                self._http,
-                self._status_url(job.job_id),
-                status=status,
-                result=result,
-                detail=detail,
-                output_dir=output_dir,
-            )
-        except (aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-            log.warning("local job %s could not report its outcome: %r", job.job_id, exc)
+            await reporting
+        except ChutesError as exc:
+            log.warning("local job %s could not report its outcome: %s", job.job_id, exc)
+
+
+def _killable(run: _Run, method: ChuteMethod) -> JobFunction:
+    """``method`` run in its own task (so a cancel can target it alone), killable via ``run``."""
+
+    async def function(*, output_dir: Path, **kwargs: Any) -> Any:
+        run.function = asyncio.ensure_future(method(output_dir=output_dir, **kwargs))
+        try:
+            return await run.function
+        except asyncio.CancelledError:
+            if run.killed:
+                raise _Killed from None
+            raise
+
+    return function
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
 
 
 def _claim(job: JobRecord) -> None:
