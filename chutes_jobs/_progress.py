@@ -166,9 +166,11 @@ class BulkDisplay:
             self._live.stop()
             self._live = None
 
-    def __rich__(self) -> str:
-        """The counters line, redrawn by rich."""
-        return self.summary()
+    def __rich__(self) -> Any:
+        """The counters line, redrawn by rich (plain text: no number highlighting)."""
+        from rich.text import Text
+
+        return Text(self.summary())
 
     def summary(self) -> str:
         """``submitted 3 · running 1 · done 2 · failed 0``."""

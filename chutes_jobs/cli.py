@@ -49,7 +49,6 @@ try:
 except ImportError:  # pragma: no cover - the cli extra is missing
     sys.exit("the chutes-jobs command needs its extra: pip install 'chutes-jobs[cli]'")
 
-from . import bulk as bulk_module
 from . import demo as demo_module
 from ._progress import BulkDisplay, ProgressDisplay
 from .bulk import BulkOutcome, BulkResult
@@ -323,8 +322,9 @@ def parse_args(pairs: tuple[str, ...], args_json: str | None) -> dict[str, Any]:
 
 
 def setup_logging(verbose: int) -> None:
-    """Library logs on stderr: warnings by default, ``-v`` info, ``-vv`` debug."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    """Library logs on stderr: errors only by default (the command reports its own error in
+    one line), ``-v`` also warnings and info such as retries, ``-vv`` debug."""
+    level = (logging.ERROR, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("chutes-jobs: %(message)s"))
     log.handlers[:] = [handler]
@@ -411,7 +411,10 @@ async def serve_emulator(options: dict[str, Any], as_json: bool) -> None:
             "api_key": emulator.api_key,
             "demo_chute_id": emulator.demo_chute_id,
         }
-        emit(info, as_json, emulator_banner(info))
+        if as_json:
+            emit_line(info)
+        else:
+            click.echo(emulator_banner(info))
         sys.stdout.flush()
         await stop.wait()
 
@@ -461,7 +464,7 @@ def emulator(
 ) -> None:
     """Serve the local Jobs API emulator until Ctrl-C (exit 130) or SIGTERM (exit 0).
 
-    Prints its base URL, its API key and the demo chute's id (--json: one JSON object).
+    Prints its base URL, its API key and the demo chute's id (--json: one JSON line).
     """
     options = {
         "host": host,
@@ -796,7 +799,7 @@ async def run_bulk(
         session = WatchedSession.from_env(**session_settings(**conn))
         session.on_job = lambda job: display.job_seen(job.job_id, job.state)
         async with session:
-            results = bulk_module.submit_many(session, inputs=inputs, **settings)
+            results = session.submit_many(inputs=inputs, **settings)
             async for result in results:
                 tally.add(result)
                 handle_id = result.handle.id if result.handle is not None else None
