@@ -28,7 +28,9 @@ from .errors import (
 )
 from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
 from .retry import CallKind, RetryPolicy
+from .report import run_and_report
 from .session import ChutesSession
+from .worker import UploadReport, UploadResult, UploadTargets
 
 try:
     __version__ = version("chutes-jobs")
@@ -64,7 +66,11 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnsafePathError",
+    "UploadReport",
+    "UploadResult",
+    "UploadTargets",
     "ValidationError",
     "__version__",
     "file_id_for",
+    "run_and_report",
 ]
