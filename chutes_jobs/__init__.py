@@ -27,8 +27,8 @@ from .errors import (
     ValidationError,
 )
 from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
-from .retry import CallKind, RetryPolicy
 from .report import run_and_report
+from .retry import CallKind, RetryPolicy
 from .session import ChutesSession
 from .worker import UploadReport, UploadResult, UploadTargets
 
