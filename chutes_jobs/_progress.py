@@ -49,7 +49,7 @@ def _transfer_bars(stream: TextIO) -> Any:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=Console(file=stream),

@@ -147,7 +147,8 @@ def closed_port() -> int:
 def finished_job(emu: EmulatorThread, chute_method: str, *args: str) -> dict[str, Any]:
     chute, method = chute_method.split(".")
     created = as_json(cli("submit", chute, method, *args, "--json", emu=emu))
-    return as_json(cli("wait", created["job_id"], "--json", emu=emu))
+    job: dict[str, Any] = as_json(cli("wait", created["job_id"], "--json", emu=emu))
+    return job
 
 
 # -- help ---------------------------------------------------------------------------------
@@ -521,6 +522,30 @@ def test_ctrl_c_keeps_part_and_download_resumes(emu: EmulatorThread, tmp_path: P
     assert ranges == [None, f"bytes={kept}-"]
 
 
+def test_ctrl_c_during_bulk_keeps_the_ledger(emu: EmulatorThread, tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"seconds": 30 + n} for n in range(3)])
+    args = ["bulk", "demo", "sleep", "--inputs", str(inputs), "--ledger", str(tmp_path / "l.db")]
+    before = emu.creates()
+    process = popen(*args, emu=emu)
+    deadline = time.monotonic() + HANG_GUARD
+    while emu.creates() < before + 3:  # every job created; the command now waits on them
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the jobs were never created"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=HANG_GUARD)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and "run the same command again" in stderr
+
+    rerun = cli(*args, "--no-wait", "--json", emu=emu)
+    assert rerun.returncode == 0, rerun.stderr
+    *results, _ = json_lines(rerun)
+    assert emu.creates() == before + 3
+    assert len(results) == 3 and all(r["resumed"] for r in results)
+    for r in results:
+        assert cli("delete", r["job_id"], emu=emu).returncode == 0
+
+
 # -- the emulator command -----------------------------------------------------------------
 
 
@@ -528,7 +553,8 @@ def read_banner(process: subprocess.Popen[str]) -> dict[str, Any]:
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line, process.communicate()
-    return dict(json.loads(line))
+    info: dict[str, Any] = json.loads(line)
+    return info
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
