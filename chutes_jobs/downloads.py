@@ -23,10 +23,12 @@ from .errors import (
     ChutesError,
     DownloadOutputsError,
     OutputMissingError,
+    UnsafePathError,
 )
 from .models import Job, OutputFile
 from .retry import CallKind, RetryPolicy
 from .transfer import (
+    PART_SUFFIX,
     ProgressCallback,
     check_complete,
     expected_total,
@@ -176,9 +178,11 @@ async def download_all(
     gate = asyncio.Semaphore(concurrency)
     downloaded: dict[str, Path] = {}
     errors: list[Exception] = []
+    names = {f.filename for f in job.output_files.values()}
 
     async def one(file: OutputFile) -> None:
         try:
+            _refuse_part_collision(file.filename, names)
             dest = await asyncio.to_thread(_destination, dest_dir, file)
             async with gate:
                 downloaded[file.filename] = await download_file(
@@ -205,6 +209,16 @@ async def download_all(
             downloaded=downloaded,
         )
     return downloaded
+
+
+def _refuse_part_collision(filename: str, names: set[str]) -> None:
+    """``x.part`` next to ``x`` would be written over by the partial download of ``x``."""
+    if filename.endswith(PART_SUFFIX) and filename[: -len(PART_SUFFIX)] in names:
+        raise UnsafePathError(
+            filename,
+            f"it is where {filename[: -len(PART_SUFFIX)]!r}, another output, is downloaded to "
+            "before its rename",
+        )
 
 
 def _destination(dest_dir: Path, file: OutputFile) -> Path:

@@ -347,6 +347,18 @@ async def test_a_symlink_out_of_the_destination_is_refused(
     assert (out / "y.txt").read_bytes() == b"y"
 
 
+async def test_an_output_named_like_a_partial_download_is_refused(
+    emu: Emulator, session: ChutesSession, tmp_path: Path
+) -> None:
+    handle = await session.create_job("ext", "run")
+    await finish_as_worker(emu, handle.id, {"a.bin": b"a" * 5000, "a.bin.part": b"p"})
+    with pytest.raises(DownloadOutputsError) as caught:
+        await handle.download_outputs(tmp_path)
+    (error,) = caught.value.exceptions
+    assert isinstance(error, UnsafePathError) and error.filename == "a.bin.part"
+    assert tree(tmp_path) == ["a.bin"] and (tmp_path / "a.bin").read_bytes() == b"a" * 5000
+
+
 async def test_a_file_never_uploaded_is_reported_not_fetched(
     emu: Emulator, session: ChutesSession, tmp_path: Path
 ) -> None:
