@@ -31,7 +31,15 @@ import enum
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -298,7 +306,8 @@ class BulkRun:
         except BaseException:
             del self.active_keys[key]
             raise
-        self.after_create(index, key, created, entry)
+        # Only an entry that already had a job makes this a resumed input.
+        self.after_create(index, key, created, entry if entry and entry.job_id else None)
 
     async def guarded(
         self, index: int, key: str, args: Mapping[str, Any], entry: LedgerEntry | None
@@ -316,7 +325,10 @@ class BulkRun:
     def after_create(
         self, index: int, key: str, created: JobHandle | BulkResult, entry: LedgerEntry | None
     ) -> None:
-        """Emit a final result, or start following the job when the run waits."""
+        """Emit a final result, or start following the job when the run waits.
+
+        ``entry`` is the ledger row of an earlier run that had already created this job.
+        """
         if isinstance(created, BulkResult):
             return self.emit(created)
         if self.stopping:  # recorded in the ledger: the next run follows it
@@ -717,7 +729,7 @@ async def submit_many(
     resubmit_unknown: bool = False,
     max_in_flight: int | None = None,
     cancel_grace: float = DEFAULT_CANCEL_GRACE,
-) -> AsyncIterator[BulkResult]:
+) -> AsyncGenerator[BulkResult, None]:
     """Create one job per input and yield a :class:`BulkResult` per input as each completes.
 
     See :meth:`ChutesSession.submit_many` for the arguments.

@@ -38,7 +38,7 @@ from .errors import (
 from .retry import CallKind, RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Callable, Iterable
+    from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
     from os import PathLike
 
     from .bulk import BulkResult
@@ -365,7 +365,7 @@ class ChutesSession:
         resubmit_unknown: bool = False,
         max_in_flight: int | None = None,
         cancel_grace: float = 30.0,
-    ) -> AsyncIterator[BulkResult]:
+    ) -> AsyncGenerator[BulkResult, None]:
         """Create one job per input; yield a :class:`~chutes_jobs.BulkResult` each, as they end.
 
         ``inputs`` (an iterable or async iterable of job-argument mappings) is read lazily:
@@ -390,8 +390,8 @@ class ChutesSession:
 
         A 429 with Retry-After pauses every create of the run; a daily-quota 429 stops all
         further creates (the remaining inputs are reported ``NOT_SUBMITTED`` with
-        :class:`~chutes_jobs.bulk.QuotaExceededError`). Use ``contextlib.aclosing`` to stop
-        at once when leaving the loop early.
+        :class:`~chutes_jobs.bulk.QuotaExceededError`). The generator stops the run when
+        closed: wrap it in ``contextlib.aclosing`` to stop at once when leaving the loop early.
         """
         from .bulk import submit_many
 

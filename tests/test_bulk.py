@@ -1,0 +1,390 @@
+"""``submit_many`` end to end on the emulator over loopback HTTP: scale, rate limits, quota,
+cancellation and resume through the ledger, per-item errors, unknown creates, downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+import chutes_jobs as cj
+from chutes_jobs import bulk
+from chutes_jobs.bulk import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
+from chutes_jobs.emulator import Emulator
+from chutes_jobs.ledger import Ledger, LedgerState
+from chutes_jobs.polling import PollPolicy
+
+FAST_POLL = PollPolicy(initial=0.05, maximum=0.2)
+
+
+@asynccontextmanager
+async def emulator(**settings: Any) -> AsyncIterator[Emulator]:
+    settings.setdefault("schedule_delay", 0.01)
+    async with Emulator(host="127.0.0.1", port=0, **settings) as emu:
+        yield emu
+
+
+@asynccontextmanager
+async def session_for(
+    emu: Emulator, http: aiohttp.ClientSession | None = None
+) -> AsyncIterator[cj.ChutesSession]:
+    async with cj.ChutesSession(base_url=emu.base_url, api_key=emu.api_key, session=http) as s:
+        yield s
+
+
+async def run_all(
+    session: cj.ChutesSession, emu: Emulator, method: str, inputs: Any, **options: Any
+) -> list[BulkResult]:
+    assert emu.demo_chute_id is not None
+    return [r async for r in session.submit_many(emu.demo_chute_id, method, inputs, **options)]
+
+
+def by_outcome(results: list[BulkResult]) -> dict[BulkOutcome, list[BulkResult]]:
+    grouped: dict[BulkOutcome, list[BulkResult]] = {}
+    for result in results:
+        grouped.setdefault(result.outcome, []).append(result)
+    return grouped
+
+
+async def ledger_states(path: Path) -> dict[LedgerState, int]:
+    async with await Ledger.open(path) as ledger:
+        return {state: n for state, n in (await ledger.counts()).items() if n}
+
+
+# ----------------------------------------------------------------------------- scale
+
+
+async def test_2000_jobs_at_concurrency_64_are_all_accounted_for() -> None:
+    async with emulator() as emu, session_for(emu) as session:
+        inputs = ({"i": i} for i in range(2000))
+        results = await run_all(session, emu, "echo", inputs, concurrency=64)
+        await emu.wait_idle()
+
+    assert all(r.ok and r.outcome is BulkOutcome.SUBMITTED for r in results)
+    assert sorted(r.index for r in results) == list(range(2000))
+    assert len({r.job_id for r in results}) == 2000
+    assert emu.counts["create"] == 2000 == len(emu.store.jobs)
+    # each result's job carries its own input
+    assert all(r.job is not None and r.job.job_args["i"] == r.index for r in results)
+
+
+async def test_inputs_are_read_lazily_while_the_consumer_is_paused() -> None:
+    taken = 0
+
+    async def endless() -> AsyncIterator[dict[str, int]]:
+        nonlocal taken
+        for i in itertools.count():
+            taken += 1
+            yield {"i": i}
+
+    async with emulator() as emu, session_for(emu) as session:
+        assert emu.demo_chute_id is not None
+        stream = session.submit_many(
+            emu.demo_chute_id, "echo", endless(), concurrency=4, max_in_flight=8
+        )
+        async with aclosing(stream):
+            seen = 0
+            async for _ in stream:
+                seen += 1
+                if seen == 1:
+                    await asyncio.sleep(0.3)  # a slow consumer: reading must wait for it
+                    assert taken <= seen + 8
+                if seen == 20:
+                    break
+        # closed: nothing more is read or created
+        created = emu.counts["create"]
+        assert taken <= 20 + 8
+        await asyncio.sleep(0.1)
+        assert emu.counts["create"] == created <= taken
+
+
+async def test_an_input_iterable_that_fails_reports_what_it_gave_then_raises() -> None:
+    def broken() -> Iterator[dict[str, int]]:
+        yield {"i": 0}
+        yield {"i": 1}
+        raise RuntimeError("input source broke")
+
+    async with emulator() as emu, session_for(emu) as session:
+        results: list[BulkResult] = []
+        with pytest.raises(RuntimeError, match="input source broke"):
+            async for result in session.submit_many(emu.demo_chute_id or "", "echo", broken()):
+                results.append(result)
+    assert sorted(r.index for r in results) == [0, 1]
+    assert all(r.outcome is BulkOutcome.SUBMITTED for r in results)
+
+
+# ----------------------------------------------------------------------------- rate limits
+
+
+class PauseRecorder:
+    """Every pause of the shared rate gate, and every create the client started."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pauses: list[tuple[float, float]] = []
+        self.starts: list[float] = []
+        original = bulk.RateGate.pause
+
+        def pause(gate: bulk.RateGate, seconds: float) -> None:
+            start = asyncio.get_running_loop().time()  # read first: the window only grows
+            original(gate, seconds)
+            self.pauses.append((start, gate.resume_at))
+
+        monkeypatch.setattr(bulk.RateGate, "pause", pause)
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        trace = aiohttp.TraceConfig()
+
+        async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+            if params.method == "POST":
+                self.starts.append(asyncio.get_running_loop().time())
+
+        trace.on_request_start.append(on_start)
+        return trace
+
+
+def record_arrivals(emu: Emulator) -> list[float]:
+    """Loop times at which create requests reached the emulator (same loop as the client)."""
+    arrivals: list[float] = []
+    take = emu.faults.take
+
+    def recording_take(route: str) -> Any:
+        if route == "create":
+            arrivals.append(asyncio.get_running_loop().time())
+        return take(route)
+
+    emu.faults.take = recording_take  # type: ignore[method-assign]
+    return arrivals
+
+
+async def test_a_429_with_retry_after_pauses_every_submitter_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = PauseRecorder(monkeypatch)
+    concurrency = 16
+    async with emulator() as emu:
+        arrivals = record_arrivals(emu)
+        emu.faults.add("create", status=429, retry_after=0.3, times=4, after=40)
+        emu.faults.add("create", status=429, times=3, after=150)  # no Retry-After: backoff
+        async with (
+            aiohttp.ClientSession(trace_configs=[recorder.trace_config()]) as http,
+            session_for(emu, http) as session,
+        ):
+            results = await run_all(
+                session, emu, "echo", ({"i": i} for i in range(300)), concurrency=concurrency
+            )
+        await emu.wait_idle()
+
+    assert all(r.ok and r.outcome is BulkOutcome.SUBMITTED for r in results), [
+        r.error for r in results if not r.ok
+    ]
+    assert sorted(r.index for r in results) == list(range(300))
+    assert len({r.job_id for r in results}) == 300 == len(emu.store.jobs)
+    assert emu.counts["create"] == 300 + 4 + 3  # every accepted create is one job, no more
+    assert len(recorder.pauses) == 7
+    first_start, first_end = recorder.pauses[0]
+    assert first_end - first_start == pytest.approx(0.3, abs=0.01)  # Retry-After honoured
+    for start, end in recorder.pauses:
+        # No submitter started a create while the group was paused...
+        assert not [t for t in recorder.starts if start <= t < end]
+        # ...so what reached the server meanwhile was already under way (one per submitter).
+        assert len([t for t in arrivals if start < t < end]) < concurrency
+
+
+async def test_daily_quota_stops_the_batch_without_spinning(tmp_path: Path) -> None:
+    quota, concurrency = 30, 8
+    ledger = tmp_path / "run.db"
+    async with emulator(daily_quota=quota) as emu, session_for(emu) as session:
+        inputs = ({"i": i} for i in range(100))
+        results = await run_all(
+            session, emu, "echo", inputs, concurrency=concurrency, ledger=ledger
+        )
+        await emu.wait_idle()
+
+    grouped = by_outcome(results)
+    assert len(emu.store.jobs) == quota == len(grouped[BulkOutcome.SUBMITTED])
+    refused = grouped[BulkOutcome.NOT_SUBMITTED]
+    assert len(refused) == 100 - quota
+    assert all(isinstance(r.error, QuotaExceededError) for r in refused)
+    assert "quota" in str(refused[0].error).lower()
+    assert emu.counts["create"] <= quota + concurrency
+    states = await ledger_states(ledger)
+    assert states[LedgerState.SUBMITTED] == quota
+    assert states.get(LedgerState.CREATING, 0) == 0
+
+
+# ----------------------------------------------------------------------------- per-item errors
+
+
+async def test_one_bad_input_never_stops_the_others() -> None:
+    inputs: list[Any] = [{"i": i} for i in range(10)]
+    inputs[3] = {"i": 3, "_disk_gb": 5}  # refused before anything is sent
+    inputs[7] = {"i": 7, "_disk_gb": True}
+    inputs[8] = ["not", "a", "mapping"]
+    async with emulator() as emu, session_for(emu) as session:
+        results = await run_all(session, emu, "echo", inputs, concurrency=4)
+
+    failed = {r.index: r for r in results if not r.ok}
+    assert sorted(failed) == [3, 7, 8]
+    assert all(r.outcome is BulkOutcome.NOT_SUBMITTED for r in failed.values())
+    assert all(isinstance(r.error, cj.ConfigurationError) for r in failed.values())
+    assert "disk" in str(failed[3].error)
+    ok = [r for r in results if r.ok]
+    assert sorted(r.index for r in ok) == [0, 1, 2, 4, 5, 6, 9]
+    assert emu.counts["create"] == 7
+
+
+async def test_waiting_reports_finished_and_failed_jobs() -> None:
+    async with emulator(expose_status=True) as emu, session_for(emu) as session:
+        assert emu.demo_chute_id is not None
+        echo = [
+            r
+            async for r in session.submit_many(
+                emu.demo_chute_id, "echo", [{"i": 0}, {"i": 1}], wait=True, poll=FAST_POLL
+            )
+        ]
+        failing = [
+            r
+            async for r in session.submit_many(
+                emu.demo_chute_id, "fail", [{"message": "boom"}], wait=True, poll=FAST_POLL
+            )
+        ]
+    assert {r.outcome for r in echo} == {BulkOutcome.FINISHED}
+    assert all(r.job is not None and r.job.result == {"i": r.index} for r in echo)
+    [failed] = failing
+    assert failed.outcome is BulkOutcome.FAILED
+    assert isinstance(failed.error, cj.JobFailedError)
+    assert "boom" in str(failed.error)
+
+
+# ----------------------------------------------------------------------------- ledger
+
+
+async def test_cancel_mid_run_then_rerun_creates_nothing_twice(tmp_path: Path) -> None:
+    ledger = tmp_path / "run.db"
+    inputs = [{"seconds": 0.2, "i": i} for i in range(40)]
+    async with emulator() as emu, session_for(emu) as session:
+        emu.faults.add("create", latency=0.02, times=None)  # creates are under way at cancel
+        first: list[BulkResult] = []
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for result in session.submit_many(
+                emu.demo_chute_id or "", "sleep", inputs, concurrency=8, wait=True,
+                poll=FAST_POLL, ledger=ledger,
+            ):  # fmt: skip
+                first.append(result)
+                started.set()
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        created_before = emu.counts["create"]
+        assert 0 < created_before < len(inputs)
+
+        states = await ledger_states(ledger)
+        assert LedgerState.CREATING not in states  # every create under way was recorded
+        assert LedgerState.UNKNOWN not in states
+        assert states[LedgerState.SUBMITTED] + states.get(LedgerState.FINISHED, 0) == (
+            created_before
+        )
+
+        emu.faults.clear()
+        second = await run_all(
+            session, emu, "sleep", inputs, concurrency=8, wait=True, poll=FAST_POLL,
+            ledger=ledger,
+        )  # fmt: skip
+        await emu.wait_idle()
+
+    assert emu.counts["create"] == len(inputs) == len(emu.store.jobs)  # zero duplicates
+    assert all(r.outcome is BulkOutcome.FINISHED and r.ok for r in second)
+    assert sorted(r.index for r in second) == list(range(len(inputs)))
+    assert len({r.job_id for r in second}) == len(inputs)
+    assert sum(r.resumed for r in second) == created_before
+    assert await ledger_states(ledger) == {LedgerState.FINISHED: len(inputs)}
+
+
+async def test_breaking_out_of_the_loop_stops_cleanly(tmp_path: Path) -> None:
+    ledger = tmp_path / "run.db"
+    async with emulator() as emu, session_for(emu) as session:
+        emu.faults.add("create", latency=0.02, times=None)
+        assert emu.demo_chute_id is not None
+        stream = session.submit_many(
+            emu.demo_chute_id, "echo", ({"i": i} for i in range(500)), concurrency=8,
+            ledger=ledger,
+        )  # fmt: skip
+        async with aclosing(stream):
+            async for result in stream:
+                assert result.ok
+                break
+        created = emu.counts["create"]
+        states = await ledger_states(ledger)  # opens: the run closed its ledger
+    assert created < 500
+    assert states == {LedgerState.SUBMITTED: created}
+
+
+async def test_an_unanswered_create_is_unknown_and_resubmitted_only_on_request(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "run.db"
+    inputs = [{"i": i} for i in range(6)]
+    async with emulator() as emu, session_for(emu) as session:
+        emu.faults.add("create", drop_after_handling=True, after=2)  # input 2: billed, no answer
+        first = await run_all(session, emu, "echo", inputs, concurrency=1, ledger=ledger)
+        assert emu.counts["create"] == 6 == len(emu.store.jobs)
+        [unknown] = [r for r in first if r.outcome is BulkOutcome.UNKNOWN]
+        assert unknown.index == 2 and unknown.handle is None
+        assert isinstance(unknown.error, UnknownCreateError)
+        async with await Ledger.open(ledger) as opened:
+            entry = await opened.get(unknown.key)
+        assert entry is not None and entry.state is LedgerState.UNKNOWN
+
+        again = await run_all(session, emu, "echo", inputs, concurrency=1, ledger=ledger)
+        assert emu.counts["create"] == 6  # nothing re-sent
+        assert all(r.resumed for r in again)
+        assert [r.index for r in again if r.outcome is BulkOutcome.UNKNOWN] == [2]
+
+        forced = await run_all(
+            session, emu, "echo", inputs, concurrency=1, ledger=ledger, resubmit_unknown=True
+        )
+        await emu.wait_idle()
+    assert emu.counts["create"] == 7  # only the unknown one, once
+    [redone] = [r for r in forced if r.index == 2]
+    assert redone.outcome is BulkOutcome.SUBMITTED and redone.ok and not redone.resumed
+    assert await ledger_states(ledger) == {LedgerState.SUBMITTED: 6}
+
+
+async def test_downloads_land_under_the_job_id_and_are_not_repeated(tmp_path: Path) -> None:
+    ledger, out = tmp_path / "run.db", tmp_path / "out"
+    inputs = [{"count": 2, "size": 3000, "seed": i} for i in range(4)]
+    async with emulator() as emu, session_for(emu) as session:
+        first = await run_all(
+            session, emu, "files", inputs, concurrency=4, download_to=out, ledger=ledger,
+            poll=FAST_POLL, download_concurrency=2,
+        )  # fmt: skip
+        requests_after_first = dict(emu.counts)
+        second = await run_all(
+            session, emu, "files", inputs, concurrency=4, download_to=out, ledger=ledger,
+            poll=FAST_POLL,
+        )  # fmt: skip
+        assert dict(emu.counts) == requests_after_first  # nothing asked, nothing downloaded
+
+    assert all(r.outcome is BulkOutcome.DOWNLOADED and r.ok for r in first)
+    for result in first:
+        assert result.job is not None and result.paths is not None
+        digests = result.job.result["files"]
+        assert sorted(result.paths) == ["file_000.bin", "sub/file_001.bin"]
+        for name, path in result.paths.items():
+            assert path == out / result.job.job_id / name
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == digests[name]
+    assert await ledger_states(ledger) == {LedgerState.DOWNLOADED: 4}
+    assert all(r.outcome is BulkOutcome.DOWNLOADED and r.resumed for r in second)
+    assert {r.index: r.paths for r in second} == {r.index: r.paths for r in first}
