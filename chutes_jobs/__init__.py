@@ -13,10 +13,12 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     DeleteFailedError,
+    DownloadOutputsError,
     IncompleteTransferError,
     JobFailedError,
     JobTimeoutError,
     NotFoundError,
+    OutputMissingError,
     PermissionDeniedError,
     ProtocolError,
     RateLimitError,
@@ -26,10 +28,13 @@ from .errors import (
     UnsafePathError,
     ValidationError,
 )
+from .job import JobHandle
 from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
+from .polling import PollPolicy
 from .report import run_and_report
 from .retry import CallKind, RetryPolicy
 from .session import ChutesSession
+from .transfer import ProgressCallback, TransferProgress
 from .worker import UploadReport, UploadResult, UploadTargets
 
 try:
@@ -50,20 +55,26 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeleteFailedError",
+    "DownloadOutputsError",
     "IncompleteTransferError",
     "InstanceSummary",
     "Job",
     "JobFailedError",
+    "JobHandle",
     "JobState",
     "JobTimeoutError",
     "NotFoundError",
     "OutputFile",
+    "OutputMissingError",
     "PermissionDeniedError",
+    "PollPolicy",
+    "ProgressCallback",
     "ProtocolError",
     "RateLimitError",
     "RequestTimeoutError",
     "RetryPolicy",
     "ServerError",
+    "TransferProgress",
     "TransportError",
     "UnsafePathError",
     "UploadReport",
