@@ -12,7 +12,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from .chutes import DEMO_CHUTE_NAME, demo_methods
@@ -69,7 +68,6 @@ class Emulator:
         self._server: Server | None = None
         self._runner: web.AppRunner | None = None
         self._jobs: JobRunner | None = None
-        self._http: aiohttp.ClientSession | None = None
         #: The default user; :attr:`api_key` is its key.
         self.user = self.store.add_user(username="emulator")
         #: The ``demo`` chute's id, when ``demo_chute=True``.
@@ -93,11 +91,10 @@ class Emulator:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        self._http = aiohttp.ClientSession()
         work_root = self._data_dir / "work"
         work_root.mkdir(exist_ok=True)
         self._jobs = JobRunner(
-            self.store, self._http, self.job_status_url,
+            self.store, self.job_status_url, base_url=self.base_url,
             work_root=work_root, schedule_delay=self._schedule_delay,
         )  # fmt: skip
         return self
@@ -107,13 +104,11 @@ class Emulator:
         self.faults.shutdown()
         if self._jobs is not None:
             await self._jobs.close()
-        if self._http is not None:
-            await self._http.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._own_data_dir and self._data_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self._data_dir, True)
-        self._jobs = self._http = self._runner = None
+        self._jobs = self._runner = None
 
     async def __aenter__(self) -> Emulator:
         return await self.start()

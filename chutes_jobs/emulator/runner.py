@@ -20,14 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from ..errors import ChutesError
 from ..job import JobHandle
 from ..models import InstanceSummary
 from ..report import JobFunction, Outcome, report_outcome, run_job
 from ..session import ChutesSession
-from ..worker import parse_status_url
 from .store import ChuteMethod, JobRecord, Store, utcnow
 
 __all__ = ["JobRunner"]
@@ -58,29 +55,26 @@ class _Run:
 class JobRunner:
     """Runs each created job of a local chute as an asyncio task, through the worker API.
 
-    ``http`` is an ``aiohttp.ClientSession`` to carry the calls (its owner closes it); without
-    one the runner's session opens its own pool. ``base_url`` is the emulator's (derived from
-    ``status_url`` when not given).
+    Every call goes through one pooled :class:`ChutesSession` on ``base_url`` (the
+    emulator's), owned by the runner and closed by :meth:`close`.
     """
 
     def __init__(
         self,
         store: Store,
-        http: aiohttp.ClientSession | None,
         status_url: Callable[[str], str],
         *,
+        base_url: str,
         work_root: Path,
         schedule_delay: float,
-        base_url: str | None = None,
     ) -> None:
         self._work_root = work_root
         self._store = store
         self._status_url = status_url
         self._delay = schedule_delay
         self._runs: dict[str, _Run] = {}
-        base_url = base_url or parse_status_url(status_url("local-runner")).base_url
-        #: The one session every local job's worker calls go through.
-        self.session = ChutesSession(base_url=base_url, session=http)
+        #: The one pooled session every local job's worker calls go through.
+        self.session = ChutesSession(base_url=base_url)
 
     def start(self, job: JobRecord) -> None:
         """Schedule ``job``: pending, then running on a local instance, then reported."""
