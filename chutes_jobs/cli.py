@@ -116,7 +116,7 @@ def describe_job_failure(job: Job) -> str:
     missing = [f.filename for f in job.output_files.values() if not f.uploaded]
     if not detail and missing:
         detail = f"output files never uploaded: {', '.join(missing)}"
-    return f"job {job.job_id} failed{status}" + (f": {detail}" if detail else "")
+    return one_line(f"job {job.job_id} failed{status}" + (f": {detail}" if detail else ""))
 
 
 def describe_download_failure(group: DownloadOutputsError) -> str:
@@ -740,16 +740,6 @@ def bulk_result_text(result: BulkResult) -> str:
     return f"input {result.index}: {result.outcome.value}{job}{resumed}{error}"
 
 
-def bulk_exit_code(outcomes: Counter[str], errors: int, failed: int) -> int:
-    """3 if anything was not submitted, unknown or went wrong besides a failed job; else 1
-    if a job failed; else 0."""
-    if outcomes[BulkOutcome.NOT_SUBMITTED.value] or outcomes[BulkOutcome.UNKNOWN.value]:
-        return EXIT_API_ERROR
-    if errors > failed:
-        return EXIT_API_ERROR
-    return EXIT_JOB_FAILED if failed else EXIT_OK
-
-
 class BulkTally:
     """Counts of a bulk run's results, and its exit code."""
 
@@ -768,8 +758,12 @@ class BulkTally:
 
     @property
     def exit_code(self) -> int:
-        """The command's exit code for these results."""
-        return bulk_exit_code(self.outcomes, self.errors, self.failed)
+        """3 if an input was not submitted, is unknown, or had an error other than its job
+        failing (a wait or a download); else 1 if a job failed; else 0."""
+        unsent = self.outcomes[BulkOutcome.NOT_SUBMITTED.value]
+        if unsent or self.outcomes[BulkOutcome.UNKNOWN.value] or self.errors > self.failed:
+            return EXIT_API_ERROR
+        return EXIT_JOB_FAILED if self.failed else EXIT_OK
 
     def summary(self) -> dict[str, Any]:
         """The summary object (``--json``'s last line)."""
