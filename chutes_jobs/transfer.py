@@ -252,13 +252,22 @@ async def _pump(
         set_chunk(READ_BUFFER)
     batch: list[bytes] = []
     batched = 0
-    while chunk := await _read_some(content, response, filename):
-        batch.append(chunk)
-        batched += len(chunk)
-        tracker.advance(len(chunk))
-        if batched >= WRITE_BATCH:
-            await writer.submit(batch)
-            batch, batched = [], 0
+    try:
+        while chunk := await _read_some(content, response, filename):
+            batch.append(chunk)
+            batched += len(chunk)
+            tracker.advance(len(chunk))
+            if batched >= WRITE_BATCH:
+                await writer.submit(batch)
+                batch, batched = [], 0
+    except TransportError:
+        # what arrived before the failure is a verified prefix: keep it for the resume
+        rest = _take_buffered(content)
+        tracker.advance(sum(map(len, rest)))
+        if batch or rest:
+            await writer.submit(batch + rest)
+        await writer.flush()
+        raise
     if batch:
         await writer.submit(batch)
 
@@ -281,6 +290,24 @@ async def _read_some(
         raise _transport_error(
             TransportError, f"{filename}: connection failed mid-body ({exc})", response
         ) from exc
+
+
+def _take_buffered(content: aiohttp.StreamReader) -> list[bytes]:
+    """The body bytes aiohttp received but did not hand over before its read failed.
+
+    ``readany()`` raises the connection's error even while earlier bytes are still buffered
+    (a cut after a burst the reader had not consumed yet); they are sound, so take them.
+    This reads aiohttp's private buffer; when it is not there, nothing is taken.
+    """
+    buffer = getattr(content, "_buffer", None)
+    take_chunk = getattr(content, "_read_nowait_chunk", None)
+    chunks: list[bytes] = []
+    if buffer is None or take_chunk is None:
+        return chunks
+    with contextlib.suppress(Exception):
+        while buffer:
+            chunks.append(take_chunk(-1))
+    return chunks
 
 
 def _transport_error(

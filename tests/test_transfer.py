@@ -38,6 +38,7 @@ class Server:
         self.data = DATA
         self.uploads: list[dict[str, Any]] = []
         self.release = asyncio.Event()
+        self.cut_at = 2 * MIB
 
 
 SERVER = web.AppKey("server", Server)
@@ -66,6 +67,17 @@ async def _serve_short(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Length": str(len(data))})
     await response.prepare(request)
     await response.write(data[: 2 * MIB])
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+async def _serve_cut(request: web.Request) -> web.StreamResponse:
+    """Announce the whole file, send its first ``cut_at`` bytes, then close the connection."""
+    server: Server = request.app[SERVER]
+    response = web.StreamResponse(headers={"Content-Length": str(len(server.data))})
+    await response.prepare(request)
+    await response.write(server.data[: server.cut_at])
     assert request.transport is not None
     request.transport.close()
     return response
@@ -107,6 +119,7 @@ async def server() -> AsyncIterator[tuple[Server, str]]:
     app.router.add_get("/norange", _serve_range)
     app.router.add_get("/badrange", _serve_bad_range)
     app.router.add_get("/short", _serve_short)
+    app.router.add_get("/cut", _serve_cut)
     app.router.add_get("/stalled", _serve_stalled)
     app.router.add_put("/upload", _receive_upload)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -210,10 +223,42 @@ async def test_short_body_raises_and_leaves_no_final_file(
     with pytest.raises(IncompleteTransferError):
         await attempt(client, f"{base}/short", dest)
     assert not dest.exists()
-    kept = part_path_for(dest).read_bytes()
-    assert DATA.startswith(kept) and len(kept) <= 2 * MIB
+    assert part_path_for(dest).read_bytes() == DATA[: 2 * MIB]
     await attempt(client, f"{base}/file", dest)  # the retry resumes and completes
     assert dest.read_bytes() == DATA
+
+
+@pytest.mark.parametrize("cut_at", [1, 100_000, 2 * MIB + 1, 3 * MIB + 12_345])
+async def test_a_cut_keeps_every_byte_received_in_the_part(
+    server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path, cut_at: int
+) -> None:
+    # aiohttp hands over every byte sent before a clean close (measured); all of them are kept,
+    # not only whole write batches
+    state, base = server
+    state.cut_at = cut_at
+    dest = tmp_path / "a.bin"
+    with pytest.raises(IncompleteTransferError):
+        await attempt(client, f"{base}/cut", dest)
+    assert not dest.exists()
+    assert part_path_for(dest).read_bytes() == DATA[:cut_at]
+    await attempt(client, f"{base}/file", dest)
+    assert dest.read_bytes() == DATA
+
+
+async def test_bytes_still_buffered_when_the_cut_is_seen_are_kept(
+    server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # the whole short body and the close arrive before the first read: aiohttp's readany()
+    # raises at once, with the body still in its buffer
+    state, base = server
+    state.cut_at = 100_000
+    part = tmp_path / "a.bin.part"
+    async with client.get(f"{base}/cut") as response:
+        while response.content.exception() is None:
+            await asyncio.sleep(0.01)
+        with pytest.raises(IncompleteTransferError, match="body cut short"):
+            await stream_to_part(response, part, offset=0, filename="a.bin")
+    assert part.read_bytes() == DATA[:100_000]
 
 
 async def test_cancelled_download_leaves_no_final_file(
