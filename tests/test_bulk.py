@@ -388,3 +388,45 @@ async def test_downloads_land_under_the_job_id_and_are_not_repeated(tmp_path: Pa
     assert await ledger_states(ledger) == {LedgerState.DOWNLOADED: 4}
     assert all(r.outcome is BulkOutcome.DOWNLOADED and r.resumed for r in second)
     assert {r.index: r.paths for r in second} == {r.index: r.paths for r in first}
+
+
+async def test_a_create_left_unanswered_by_a_crash_is_never_resent_on_its_own(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "run.db"
+    inputs = [{"i": 0}, {"i": 1}]
+    async with await Ledger.open(ledger) as opened:  # a run died between mark and answer
+        await opened.mark_creating(bulk.input_key(inputs[0]), 0)
+    async with emulator() as emu, session_for(emu) as session:
+        results = await run_all(session, emu, "echo", inputs, ledger=ledger)
+        assert {r.index: r.outcome for r in results} == {
+            0: BulkOutcome.UNKNOWN,
+            1: BulkOutcome.SUBMITTED,
+        }
+        assert emu.counts["create"] == 1
+        forced = await run_all(session, emu, "echo", inputs, ledger=ledger, resubmit_unknown=True)
+        await emu.wait_idle()
+    assert emu.counts["create"] == 2
+    assert {r.index: r.outcome for r in forced} == {
+        0: BulkOutcome.SUBMITTED,
+        1: BulkOutcome.SUBMITTED,
+    }
+    assert await ledger_states(ledger) == {LedgerState.SUBMITTED: 2}
+
+
+async def test_inputs_with_one_key_are_one_job_per_ledger(tmp_path: Path) -> None:
+    ledger = tmp_path / "run.db"
+    inputs = [{"i": i, "note": f"retry {i}"} for i in range(6)]
+
+    def by_i_mod_3(args: Any) -> str:
+        return f"item-{args['i'] % 3}"
+
+    async with emulator() as emu, session_for(emu) as session:
+        results = await run_all(
+            session, emu, "echo", inputs, concurrency=1, ledger=ledger, key=by_i_mod_3
+        )
+        await emu.wait_idle()
+    assert emu.counts["create"] == 3
+    assert {r.key for r in results} == {"item-0", "item-1", "item-2"}
+    assert [r.resumed for r in results] == [False] * 3 + [True] * 3
+    assert {r.index: r.job_id for r in results}[3] == {r.index: r.job_id for r in results}[0]
