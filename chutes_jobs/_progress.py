@@ -56,29 +56,21 @@ def _transfer_bars(stream: TextIO) -> Any:
     )
 
 
-class ProgressDisplay:
-    """One bar per file on a TTY (rich), else a line per file every few seconds and at the end.
+class _TerminalDisplay:
+    """A rich display drawn only when its stream is a terminal: started on entry, stopped on
+    exit. Subclasses build it in :meth:`_start_live`."""
 
-    Use as a context manager and pass :meth:`update` (or :meth:`callback`) as a transfer's
-    ``progress``.
-    """
-
-    def __init__(self, verb: str = "download", *, stream: TextIO | None = None) -> None:
-        self._verb = verb
+    def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream or sys.stderr
-        self._bars: Any = None
-        self._tasks: dict[str, Any] = {}
-        self._last_log: dict[str, float] = {}
+        self._live: Any = None
 
-    @property
-    def is_live(self) -> bool:
-        """True while rich bars are shown."""
-        return self._bars is not None
+    def _start_live(self) -> Any:
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         if _is_tty(self._stream):
-            self._bars = _transfer_bars(self._stream)
-            self._bars.start()
+            self._live = self._start_live()
+            self._live.start()
         return self
 
     def __exit__(
@@ -87,14 +79,36 @@ class ProgressDisplay:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._bars is not None:
-            self._bars.stop()
-            self._bars = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+class ProgressDisplay(_TerminalDisplay):
+    """One bar per file on a TTY (rich), else a line per file every few seconds and at the end.
+
+    Use as a context manager and pass :meth:`update` (or :meth:`callback`) as a transfer's
+    ``progress``.
+    """
+
+    def __init__(self, verb: str = "download", *, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._verb = verb
+        self._tasks: dict[str, Any] = {}
+        self._last_log: dict[str, float] = {}
+
+    @property
+    def is_live(self) -> bool:
+        """True while rich bars are shown."""
+        return self._live is not None
+
+    def _start_live(self) -> Any:
+        return _transfer_bars(self._stream)
 
     def update(self, progress: TransferProgress, *, label: str | None = None) -> None:
         """Show one progress report (``label`` names the row; default: the filename)."""
         name = label or progress.filename
-        if self._bars is not None:
+        if self._live is not None:
             self._update_bar(name, progress)
         else:
             self._log(name, progress)
@@ -106,9 +120,9 @@ class ProgressDisplay:
     def _update_bar(self, name: str, progress: TransferProgress) -> None:
         task = self._tasks.get(name)
         if task is None:
-            task = self._bars.add_task(name, total=progress.total)
+            task = self._live.add_task(name, total=progress.total)
             self._tasks[name] = task
-        self._bars.update(task, completed=progress.done, total=progress.total)
+        self._live.update(task, completed=progress.done, total=progress.total)
 
     def _log(self, name: str, progress: TransferProgress) -> None:
         now = time.monotonic()
@@ -127,7 +141,7 @@ class ProgressDisplay:
         )
 
 
-class BulkDisplay:
+class BulkDisplay(_TerminalDisplay):
     """Counters of a bulk run: submitted, running, done, failed.
 
     On a TTY they are shown live (rich), lines printed on a terminal stdout scroll above
@@ -136,35 +150,21 @@ class BulkDisplay:
     """
 
     def __init__(self, *, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stderr
+        super().__init__(stream)
         self._states: dict[str, JobState] = {}
         self.counts: Counter[str] = Counter()
-        self._live: Any = None
 
-    def __enter__(self) -> Self:
-        if _is_tty(self._stream):
-            from rich.console import Console
-            from rich.live import Live
+    def _start_live(self) -> Any:
+        from rich.console import Console
+        from rich.live import Live
 
-            self._live = Live(
-                self,
-                console=Console(file=self._stream),
-                refresh_per_second=4,
-                redirect_stdout=_is_tty(sys.stdout),
-                redirect_stderr=False,
-            )
-            self._live.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        return Live(
+            self,
+            console=Console(file=self._stream),
+            refresh_per_second=4,
+            redirect_stdout=_is_tty(sys.stdout),
+            redirect_stderr=False,
+        )
 
     def __rich__(self) -> Any:
         """The counters line, redrawn by rich (plain text: no number highlighting)."""

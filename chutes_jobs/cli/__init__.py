@@ -1,0 +1,51 @@
+"""The ``chutes-jobs`` command: run and manage Chutes jobs, or a local emulator of the API.
+
+Commands::
+
+    demo       a whole job lifecycle on the embedded emulator (no credentials)
+    emulator   serve the local emulator until Ctrl-C
+    submit     create a job                      status    show a job
+    wait       wait until a job is finished      download  download a job's outputs
+    delete     delete a job                      run       submit + wait + download
+    bulk       submit many jobs from a JSON Lines file, resumable with a ledger
+
+Job commands talk to ``--base-url`` (or ``$CHUTES_BASE_URL``, default the live API) with
+``--api-key`` (or ``$CHUTES_API_KEY``).
+
+Output: results go to stdout; progress and logs go to stderr, as bars only when stderr is a
+terminal and as plain lines otherwise. ``--json`` makes stdout machine-readable: one JSON
+document, or for ``bulk`` one JSON object per line (each result, then a summary).
+
+Exit codes:
+
+* 0 success
+* 1 a job failed (``wait``, ``run``, ``bulk``; ``demo``: verification failed)
+* 2 usage error: bad option or argument, bad ``--arg`` or JSON, disk size out of range
+* 3 API, transport or file error: unknown job, server unreachable, a download failed,
+  a ``bulk`` input not submitted or whose create is unknown
+* 4 ``--timeout`` passed while waiting (the job keeps running)
+* 130 interrupted by Ctrl-C: partial downloads stay as ``.part`` files and resume when the
+  same download runs again; a bulk ledger stays consistent (``emulator``: stopped; SIGTERM
+  stops it with 0)
+
+Errors print one line on stderr, never a secret.
+
+Layout: ``_app`` (the group and ``main``), ``_exit`` (exit codes, error lines),
+``_output`` (stdout/stderr printing), ``_options`` (shared options, sessions), and one
+module per family of commands: ``jobs``, ``bulk``, ``local`` (demo, emulator).
+"""
+
+from __future__ import annotations
+
+import sys
+
+try:
+    import click  # noqa: F401  (checked here, before any command module needs it)
+except ImportError:  # pragma: no cover - the cli extra is missing
+    sys.exit("the chutes-jobs command needs its extra: pip install 'chutes-jobs[cli]'")
+
+# Importing the command modules registers their commands on the group.
+from . import bulk, jobs, local  # noqa: F401
+from ._app import main
+
+__all__ = ["main"]

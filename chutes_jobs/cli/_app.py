@@ -1,0 +1,57 @@
+"""The ``chutes-jobs`` click group, the console script around it, and library logging."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ._exit import EXIT_INTERRUPTED, EXIT_OK
+
+EPILOG = """\b
+Exit codes: 0 ok, 1 job failed, 2 usage error, 3 API/transport/file error,
+4 wait timed out, 130 interrupted (Ctrl-C; .part files are kept and resume).
+\b
+Environment: CHUTES_API_KEY, CHUTES_BASE_URL.
+"""
+
+log = logging.getLogger("chutes_jobs")
+
+
+def setup_logging(verbose: int) -> None:
+    """Library logs on stderr: errors only by default (the command reports its own error in
+    one line), ``-v`` also warnings and info such as retries, ``-vv`` debug."""
+    level = (logging.ERROR, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("chutes-jobs: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(package_name="chutes-jobs")
+@click.option("-v", "--verbose", count=True, help="More logs on stderr (-vv: debug).")
+def cli(verbose: int) -> None:
+    """chutes-jobs: run and manage Chutes jobs, or a local emulator of the Jobs API."""
+    setup_logging(verbose)
+
+
+def command(**settings: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    """``@cli.command`` with the exit codes in its ``--help``."""
+    return cli.command(epilog=EPILOG, **settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: run the command line, with Ctrl-C and usage errors mapped."""
+    try:
+        code = cli.main(args=argv, prog_name="chutes-jobs", standalone_mode=False)
+    except click.exceptions.Abort:  # Ctrl-C outside a running command
+        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

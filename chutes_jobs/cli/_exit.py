@@ -1,0 +1,106 @@
+"""Exit codes, and the one-line error message and exit code of each error a command meets."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from ..errors import (
+    ChutesError,
+    ConfigurationError,
+    DownloadOutputsError,
+    JobFailedError,
+    JobTimeoutError,
+)
+from ..models import Job
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_API_ERROR = 3
+EXIT_TIMEOUT = 4
+EXIT_INTERRUPTED = 130
+
+#: Longest error line printed.
+MAX_ERROR_LINE = 500
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one error line on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def fail_if_job_failed(job: Job) -> None:
+    """Exit 1 with the job's failure when it failed."""
+    if job.failed:
+        fail(describe_job_failure(job), EXIT_JOB_FAILED)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: whitespace collapsed, capped."""
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_ERROR_LINE else line[: MAX_ERROR_LINE - 1] + "…"
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of ``text`` (the exception line of a traceback)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def describe_job_failure(job: Job) -> str:
+    """``job X failed (status 'error'): RuntimeError: demo failure``."""
+    status = f" (status {job.status!r})" if job.status else ""
+    detail = last_line(job.error_detail or "")
+    missing = [f.filename for f in job.output_files.values() if not f.uploaded]
+    if not detail and missing:
+        detail = f"output files never uploaded: {', '.join(missing)}"
+    return one_line(f"job {job.job_id} failed{status}" + (f": {detail}" if detail else ""))
+
+
+def describe_download_failure(group: DownloadOutputsError) -> str:
+    """One line naming each file that failed and why."""
+    parts = []
+    for exc in group.exceptions:
+        text = str(exc)
+        if isinstance(exc, FileExistsError):
+            text = text.replace("pass overwrite=True", "pass --overwrite")
+        parts.append(text)
+    return f"{group.message}: " + "; ".join(parts)
+
+
+def error_exit(exc: Exception) -> tuple[int, str]:
+    """The exit code and one-line message for an error raised by a command."""
+    if isinstance(exc, JobFailedError):
+        return EXIT_JOB_FAILED, describe_job_failure(exc.job)
+    if isinstance(exc, JobTimeoutError):
+        return EXIT_TIMEOUT, str(exc)
+    if isinstance(exc, ConfigurationError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, DownloadOutputsError):
+        return EXIT_API_ERROR, describe_download_failure(exc)
+    if isinstance(exc, ChutesError | OSError):
+        return EXIT_API_ERROR, str(exc) or type(exc).__name__
+    raise exc  # a bug: let its traceback show
+
+
+def run_async(
+    coro: Coroutine[Any, Any, T],
+    interrupted: str = "interrupted; partial downloads are kept as .part files and resume "
+    "when the same download runs again",
+) -> T:
+    """Run ``coro``; map Ctrl-C and library errors to exit codes and one-line messages."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        fail(interrupted, EXIT_INTERRUPTED)
+    except Exception as exc:
+        code, message = error_exit(exc)
+        fail(one_line(message), code)

@@ -1,0 +1,258 @@
+"""``bulk``: one job per line of a JSON Lines file, with live counters and a summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._progress import BulkDisplay
+from ..bulk import BulkOutcome, BulkResult
+from ..errors import DownloadOutputsError, JobFailedError
+from ..models import Job, job_from_json
+from ..session import ChutesSession
+from ._app import command
+from ._exit import (
+    EXIT_API_ERROR,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    describe_download_failure,
+    describe_job_failure,
+    one_line,
+    run_async,
+)
+from ._options import (
+    connection_options,
+    disk_gb_option,
+    json_option,
+    out_dir_type,
+    read_text,
+    session_settings,
+)
+from ._output import emit_line, paths_json
+
+
+def read_inputs(source: str) -> list[dict[str, Any]]:
+    """The job arguments of a JSON Lines file (one object per line; blank lines skipped).
+
+    Read whole before anything is submitted, so a typo on line 5000 submits nothing.
+    """
+    inputs: list[dict[str, Any]] = []
+    for number, line in enumerate(read_text(source, "--inputs").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(
+                f"line {number}: not JSON: {exc}", param_hint="--inputs"
+            ) from None
+        if not isinstance(value, dict):
+            raise click.BadParameter(
+                f"line {number}: expected a JSON object of job arguments", param_hint="--inputs"
+            )
+        inputs.append(value)
+    return inputs
+
+
+class WatchedSession(ChutesSession):
+    """A session that tells :attr:`on_job` about each job snapshot it receives.
+
+    The bulk command's live counters come from here: ``submit_many`` reports results only
+    when an input is done, while creates and polls show jobs being submitted and running.
+    """
+
+    on_job: Callable[[Job], None] | None = None
+
+    async def request(self, method: str, path: Any, **kwargs: Any) -> Any:
+        """:meth:`ChutesSession.request`, then report a Job answer to :attr:`on_job`."""
+        data = await super().request(method, path, **kwargs)
+        if self.on_job is not None and isinstance(data, dict) and "job_id" in data:
+            try:
+                job = job_from_json(data)
+            except Exception:  # the caller reads the same answer and reports it
+                return data
+            self.on_job(job)
+        return data
+
+
+def bulk_result_json(result: BulkResult) -> dict[str, Any]:
+    """One bulk result as a JSON object."""
+    job = result.job
+    return {
+        "index": result.index,
+        "key": result.key,
+        "outcome": result.outcome.value,
+        "job_id": result.job_id,
+        "status": job.status if job is not None else None,
+        "resumed": result.resumed,
+        "paths": paths_json(dict(result.paths)) if result.paths is not None else None,
+        "error": bulk_error_text(result.error) if result.error is not None else None,
+    }
+
+
+def bulk_error_text(error: BaseException) -> str:
+    """One line about a bulk item's error."""
+    if isinstance(error, JobFailedError):
+        return describe_job_failure(error.job)
+    if isinstance(error, DownloadOutputsError):
+        return one_line(describe_download_failure(error))
+    return one_line(str(error) or type(error).__name__)
+
+
+def bulk_result_text(result: BulkResult) -> str:
+    """One line about a bulk result for a person."""
+    job = f" job {result.job_id}" if result.job_id is not None else ""
+    resumed = " (resumed)" if result.resumed else ""
+    error = f": {bulk_error_text(result.error)}" if result.error is not None else ""
+    return f"input {result.index}: {result.outcome.value}{job}{resumed}{error}"
+
+
+class BulkTally:
+    """Counts of a bulk run's results, and its exit code."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.errors = 0
+        self.failed = 0
+        self.resumed = 0
+
+    def add(self, result: BulkResult) -> None:
+        """Count one result."""
+        self.outcomes[result.outcome.value] += 1
+        self.errors += not result.ok
+        self.failed += result.outcome is BulkOutcome.FAILED
+        self.resumed += result.resumed
+
+    @property
+    def exit_code(self) -> int:
+        """3 if an input was not submitted, is unknown, or had an error other than its job
+        failing (a wait or a download); else 1 if a job failed; else 0."""
+        unsent = self.outcomes[BulkOutcome.NOT_SUBMITTED.value]
+        if unsent or self.outcomes[BulkOutcome.UNKNOWN.value] or self.errors > self.failed:
+            return EXIT_API_ERROR
+        return EXIT_JOB_FAILED if self.failed else EXIT_OK
+
+    def summary(self) -> dict[str, Any]:
+        """The summary object (``--json``'s last line)."""
+        total = sum(self.outcomes.values())
+        counts = {outcome.value: self.outcomes[outcome.value] for outcome in BulkOutcome}
+        return {
+            "summary": {"total": total, **counts, "errors": self.errors, "resumed": self.resumed},
+            "exit_code": self.exit_code,
+        }
+
+    def text(self) -> str:
+        """The summary line for a person."""
+        counts = ", ".join(f"{n} {name}" for name, n in sorted(self.outcomes.items()) if n)
+        total = sum(self.outcomes.values())
+        return f"{total} inputs: {counts or 'nothing to do'}; {self.errors} with errors"
+
+
+async def run_bulk(
+    conn: dict[str, Any],
+    settings: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    as_json: bool,
+) -> BulkTally:
+    """Run ``submit_many``, printing each result as it comes and counting them."""
+    tally = BulkTally()
+    with BulkDisplay() as display:
+        session = WatchedSession.from_env(**session_settings(**conn))
+        session.on_job = lambda job: display.job_seen(job.job_id, job.state)
+        async with session:
+            async for result in session.submit_many(inputs=inputs, **settings):
+                tally.add(result)
+                display.result_done(result.job_id, ok=result.ok)
+                emit_line(bulk_result_json(result), as_json, bulk_result_text(result))
+    return tally
+
+
+@command()
+@click.argument("chute")
+@click.argument("method")
+@click.option(
+    "--inputs",
+    "inputs_source",
+    required=True,
+    metavar="FILE.jsonl|-",
+    help="One JSON object of job arguments per line.",
+)
+@click.option("--out", type=out_dir_type, default=None, help="Download outputs to DIR/<job_id>/.")
+@click.option(
+    "--ledger",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite ledger: a re-run skips what was done and never creates a job twice.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=8,
+    show_default=True,
+    help="Creates under way at once.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for each job to finish (--out implies --wait).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Per-job wait limit.")
+@click.option(
+    "--resubmit-unknown",
+    is_flag=True,
+    help="Re-send inputs whose earlier create got no answer (a job may exist for them).",
+)
+@disk_gb_option()
+@connection_options
+@json_option
+def bulk(
+    chute: str,
+    method: str,
+    inputs_source: str,
+    out: Path | None,
+    ledger: Path | None,
+    concurrency: int,
+    wait: bool,
+    timeout: float | None,
+    resubmit_unknown: bool,
+    disk_gb: float | None,
+    as_json: bool,
+    **conn: Any,
+) -> None:
+    """Submit one job of CHUTE's METHOD per line of --inputs, with bounded concurrency.
+
+    With --out, outputs go to DIR/<job_id>/. With --ledger, every step is recorded, so a
+    re-run (after a crash or Ctrl-C) skips finished inputs and never re-creates a job.
+    Prints a line per result and a summary (--json: a JSON object per result, then
+    {"summary": ...}). On a terminal, live counters show on stderr. Exit 1 if a job failed,
+    3 if an input was not submitted, its create's outcome is unknown, or a wait/download
+    failed.
+    """
+    if out is not None and not wait:
+        raise click.UsageError("--out downloads outputs, which needs --wait")
+    inputs = read_inputs(inputs_source)
+    settings: dict[str, Any] = {
+        "chute_id": chute,
+        "method": method,
+        "concurrency": concurrency,
+        "wait": wait,
+        "download_to": out,
+        "ledger": ledger,
+        "disk_gb": disk_gb,
+        "wait_timeout": timeout,
+        "resubmit_unknown": resubmit_unknown,
+    }
+    tally = run_async(
+        run_bulk(conn, settings, inputs, as_json),
+        interrupted="interrupted; the ledger records every step: run the same command again "
+        "to resume",
+    )
+    emit_line(tally.summary(), as_json, tally.text())
+    sys.exit(tally.exit_code)
