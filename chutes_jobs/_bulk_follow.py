@@ -1,0 +1,96 @@
+"""Following one created job of a ``submit_many`` run: wait for it, then download its outputs.
+
+Polls and downloads of the whole run share two gates, so a thousand jobs waited for at once
+make at most ``poll_concurrency`` GETs and ``download_concurrency`` downloads at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._bulk_options import BulkOptions
+from ._bulk_result import BulkOutcome, BulkResult
+from .errors import ChutesError, JobFailedError, JobTimeoutError
+from .job import JobHandle
+from .ledger import Ledger, LedgerEntry, LedgerState
+from .models import Job
+
+
+class JobFollower:
+    """Waits for each job and downloads its outputs, recording both in the ledger."""
+
+    def __init__(self, options: BulkOptions, ledger: Ledger | None):
+        self.options = options
+        self.ledger = ledger
+        self.poll_gate = asyncio.Semaphore(options.poll_concurrency)
+        self.download_gate = asyncio.Semaphore(options.download_concurrency)
+
+    async def finish(
+        self, index: int, key: str, handle: JobHandle, entry: LedgerEntry | None
+    ) -> BulkResult:
+        """Wait for the job, then download its outputs when the run does; the input's result.
+
+        ``entry`` is the ledger row of an earlier run that had already created this job.
+        """
+        resumed = entry is not None
+        try:
+            job = await self.wait_for(handle)
+        except ChutesError as exc:  # timeout, job gone, server down: the ledger resumes it
+            return BulkResult(
+                index, key, BulkOutcome.SUBMITTED, handle, handle.job, error=exc, resumed=resumed
+            )
+        if self.ledger is not None and (entry is None or entry.state is LedgerState.SUBMITTED):
+            outcome = job.status or ("failed" if job.failed else "finished")
+            await self.ledger.mark_finished(key, outcome=outcome, failed=job.failed)
+        if job.failed:
+            error = JobFailedError(job)
+            return BulkResult(
+                index, key, BulkOutcome.FAILED, handle, job, error=error, resumed=resumed
+            )
+        if self.options.download_to is None:
+            return BulkResult(index, key, BulkOutcome.FINISHED, handle, job, resumed=resumed)
+        return await self.download(index, key, handle, job, resumed)
+
+    async def wait_for(self, handle: JobHandle) -> Job:
+        """Poll one job until finished; at most ``poll_concurrency`` GETs are under way at once."""
+        policy = self.options.poll
+        loop = asyncio.get_running_loop()
+        timeout = self.options.wait_timeout
+        deadline = None if timeout is None else loop.time() + timeout
+        interval: float | None = None
+        previous = handle.job
+        while True:
+            async with self.poll_gate:
+                job = await handle.refresh()
+            if job.is_finished:
+                return job
+            if deadline is not None and loop.time() >= deadline:
+                raise JobTimeoutError(handle.id, timeout or 0.0, job)
+            changed = previous is None or _progress(job) != _progress(previous)
+            interval = policy.next_interval(interval, changed=changed)
+            previous = job
+            await asyncio.sleep(policy.jittered(interval))
+
+    async def download(
+        self, index: int, key: str, handle: JobHandle, job: Job, resumed: bool
+    ) -> BulkResult:
+        """Download a finished job's outputs into ``download_to/<job_id>/``."""
+        assert self.options.download_to is not None
+        dest = self.options.download_to / job.job_id
+        try:
+            async with self.download_gate:
+                # overwrite: an earlier run (or attempt) may have left some files there
+                paths = await handle.download_outputs(dest, overwrite=True)
+        except (ChutesError, OSError, ExceptionGroup) as exc:  # the ledger keeps it "finished"
+            return BulkResult(
+                index, key, BulkOutcome.FINISHED, handle, job, error=exc, resumed=resumed
+            )
+        if self.ledger is not None:
+            await self.ledger.mark_downloaded(key, {n: str(p) for n, p in paths.items()})
+        return BulkResult(index, key, BulkOutcome.DOWNLOADED, handle, job, paths, resumed=resumed)
+
+
+def _progress(job: Job) -> tuple[Any, ...]:
+    """What polling watches for a change (``last_queried_at`` changes on every read)."""
+    return (job.state, job.updated_at, job.instance_id, job.finished_at)

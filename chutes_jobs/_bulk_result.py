@@ -1,0 +1,70 @@
+"""What ``submit_many`` yields: one :class:`BulkResult` per input, and the errors it carries."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from .errors import ChutesError, ConfigurationError
+from .job import JobHandle
+from .models import Job
+
+
+class BulkOutcome(enum.Enum):
+    """Where one input of a batch ended up."""
+
+    SUBMITTED = "submitted"  #: created (not waited for, or the wait failed: see ``error``)
+    FINISHED = "finished"  #: created, waited, finished successfully
+    FAILED = "failed"  #: created, finished as a failure
+    DOWNLOADED = "downloaded"  #: finished and its outputs are on disk
+    NOT_SUBMITTED = "not_submitted"  #: no job was created for it (refused, quota, bad input)
+    UNKNOWN = "unknown"  #: the create may or may not have reached the server
+
+
+class QuotaExceededError(ChutesError):
+    """The daily job quota is exhausted: this input was not submitted."""
+
+
+class UnknownCreateError(ChutesError):
+    """A create's answer was lost: a job may exist (and be billed) for this input.
+
+    It is never re-sent on its own; pass ``resubmit_unknown=True`` once you have checked.
+    """
+
+
+class DuplicateInputError(ConfigurationError):
+    """Another input of this run with the same key is still in progress; this one was skipped."""
+
+
+@attrs.frozen
+class BulkResult:
+    """One input's result, yielded by :meth:`ChutesSession.submit_many` in completion order.
+
+    ``index`` is the input's position, ``key`` its ledger key (empty when it could not be
+    computed), ``handle`` the job's handle (None when no job was created), ``job`` the last
+    snapshot seen (the final one when waited), ``paths`` the downloaded ``{filename: path}``,
+    ``error`` what went wrong (None on success), ``resumed`` True when an earlier run had
+    already submitted this input.
+    """
+
+    index: int
+    key: str
+    outcome: BulkOutcome
+    handle: JobHandle | None = None
+    job: Job | None = None
+    paths: Mapping[str, Path] | None = None
+    error: BaseException | None = None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing went wrong for this input."""
+        return self.error is None
+
+    @property
+    def job_id(self) -> str | None:
+        """The id of the job created for this input, if any."""
+        return self.handle.id if self.handle is not None else None
