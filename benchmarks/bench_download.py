@@ -5,7 +5,9 @@
 The server (web.FileResponse over a temp file) runs in a subprocess; every Python client runs
 in its own subprocess too, so CPU and peak RSS are the client's alone. Each client is run
 ``--reps`` times, interleaved; the run with the median speed is printed. ``--matrix`` adds
-chutes-jobs with other read-buffer / write-batch sizes (the figures behind the defaults).
+chutes-jobs (with fsync) with one knob of ``chutes_jobs.transfer`` changed each: no
+write-behind, asyncio's default socket reads, other read-buffer / write-batch sizes (the
+figures behind the defaults).
 """
 
 from __future__ import annotations
@@ -58,11 +60,12 @@ async def naive_client(url: str, out: Path) -> dict[str, Any]:
 def client_main(name: str, url: str, out: str) -> None:
     opts: dict[str, Any] = json.loads(name[name.index("{") :]) if "{" in name else {}
     for key, value in opts.items():
-        setattr(transfer, key, value)  # matrix: override READ_BUFFER / WRITE_BATCH
+        setattr(transfer, key, value)  # matrix: override one of the module's constants
     if name.startswith("naive"):
         result = asyncio.run(naive_client(url, Path(out)))
     else:
-        result = asyncio.run(chutes_jobs_client(url, Path(out), fsync="fsync" in name))
+        fsync = "fsync" in name or name.startswith("cj ")
+        result = asyncio.run(chutes_jobs_client(url, Path(out), fsync=fsync))
     measure = result.pop("measure")
     print(json.dumps({**measure.result(os.path.getsize(out)), **result}))
 
@@ -77,10 +80,14 @@ def main() -> None:
     size = args.size_mib * MIB
     clients = ["chutes-jobs", "chutes-jobs +fsync", "naive aiohttp"]
     if args.matrix:
-        for buf, batch in [(256, 1), (1, 1), (1, 4), (2, 8)]:
-            buf_b = buf * 1024 if buf > 16 else buf * MIB
-            opts = {"READ_BUFFER": buf_b, "WRITE_BATCH": batch * MIB}
-            clients.append(f"cj {json.dumps(opts)}")
+        variants: list[dict[str, int]] = [
+            {"WRITE_BEHIND": 0},
+            {"SOCKET_READ": 0},
+            {"WRITE_BATCH": 1 * MIB},
+            {"WRITE_BATCH": 4 * MIB},
+            {"READ_BUFFER": 256 * 1024},
+        ]
+        clients += [f"cj {json.dumps(opts)}" for opts in variants]
     with tempfile.TemporaryDirectory(prefix="bench-dl-", dir=args.dir) as tmp:
         src = make_file(Path(tmp) / "src.bin", size)
         out = Path(tmp) / "out.bin"

@@ -16,27 +16,36 @@ download leaves no file there. It may leave ``name.part``: its bytes are a verif
 the body (written in order, the in-flight write awaited before closing), which is what the next
 attempt resumes from with ``Range``.
 
-Download strategy (``benchmarks/bench_download.py --matrix``, 1 GiB to ext4, loopback, 2
-shared noisy cores; median / best of 5 runs, MB/s): read with ``readany`` (takes what is
-buffered, no re-joining copy as ``read(n)``/``iter_chunked`` make), the per-response buffer
-raised to 1 MiB (``set_read_chunk_size``: fewer pause/resume cycles of the socket), chunks
-gathered into 2 MiB batches written by one executor job each (``os.writev`` of the chunk list,
-no joining copy), one write in flight while the next batch fills. Figures:
+Download strategy (1 GiB to ext4, loopback, 2 shared noisy cores; medians of 5 interleaved
+runs). The body is read with ``readchunk`` (each piece as received; ``readany`` joins what is
+buffered, a copy), asyncio's socket reads raised from 256 KiB to 1 MiB while it streams, the
+per-response buffer to 1 MiB; pieces are gathered into 2 MiB batches, one ``os.writev``
+thread job each, one in flight while the next fills. Behind the writes, each written range
+goes to writeback (``posix_fadvise(DONTNEED)`` starts it) and is dropped from the page cache
+8 MiB later. That last step is the big one here: filling the page cache with fresh pages
+costs up to ~2 CPU-s per GiB on this VM (``copy_folio_from_iter_atomic``), where recycling
+a few MiB of pages costs ~0.25, and the final fsync finds almost nothing left to write
+(0.27 s -> 0.001 s per GiB). Before -> after (MB/s, CPU-s/GiB; x = ratio to a naive
+``iter_chunked(1 MiB)`` + aiofiles client run alongside, which does not fsync):
 
-* buffer 1 MiB / batch 2 MiB (default) 1104 / 1637; 256 KiB / 1 MiB 1252 / 1429;
-  1 MiB / 1 MiB 1151 / 1345; 1 MiB / 4 MiB 820 / 895; 2 MiB / 8 MiB 811 / 1125 (28 MiB RSS);
-  naive ``iter_chunked(1 MiB)`` + aiofiles 1207 / 1422; ``curl -o`` 991 / 1057.
-* Batches above 2 MiB are measurably slower (the writev copies go cache-cold) and cost RSS.
-* Exploratory single runs: a chunk-per-executor-job writer 1.4-1.5 GB/s at 0.8 CPU-s/GiB; a
-  dedicated writer thread fed by a bounded queue 1.1 GB/s, 1.2 CPU-s/GiB, 25 ms loop stall;
-  reading into ``/dev/null`` with a 2 MiB buffer 2.2-3.0 GB/s at 0.22-0.37 CPU-s/GiB.
-* On this machine the page-cache write path bounds every client (curl itself ~1 GB/s) and
-  run-to-run spread is +-50%, so differences under ~20% between the good configurations are
-  noise; the choice keeps RSS growth ~10 MiB and loop stalls in single-digit ms typically.
+* ``bench_job_download.py`` (emulator, ``JobHandle.download``): fsync on 369 (0.38x, 1.96)
+  -> 954 (1.79x, 0.89); fsync off 827 (0.86x) -> 921 (1.72x); RSS growth ~12 MiB, longest
+  loop stall 8 ms.
+* ``bench_download.py`` (raw): fsync on 449 (0.61x, 1.40) -> 814 (1.32x, 0.88); a rerun with
+  naive placed after page-cache-heavy runs: 844 vs naive 911-919 (0.92x, 0.99 vs 1.02).
+  Without write-behind (``--matrix``) the same path falls to ~410 (1.9 CPU-s/GiB).
+* Run-to-run spread is +-30-50%, so the naive client swings between 0.9x and 1.8x of us;
+  the CPU floor is the kernel's copies (socket, parser slice, page cache): reading into
+  nothing costs 0.3-0.45 CPU-s/GiB, so the 0.7 target is not reached with a disk write.
+* Within noise (not taken): 1 MiB batches, one thread job per piece, 2-4 writes in flight
+  on a dedicated thread, a 256 KiB buffer; 4+ MiB batches cost RSS.
 
-fsync: :func:`finalize` fsyncs by default; measured 0.27 s per freshly written GiB (vs 0.2 ms
-for the rename alone), ~5-10% of a 1 GiB download here, the price of a file that survives a
-crash intact under its final name. ``fsync=False`` opts out.
+On a disk slower than the network, write-behind paces the download at the disk's speed
+from the start, which the default fsync pays at the end anyway.
+
+fsync: :func:`finalize` fsyncs by default, the price of a file that survives a crash intact
+under its final name; with write-behind it costs ~1 ms per GiB here (0.27 s without).
+``fsync=False`` opts out.
 
 Upload strategy: :class:`FilePayload` has a known size, so aiohttp sends ``Content-Length``
 (an async-generator body falls back to chunked encoding, ~25% slower). The file is read with
@@ -53,7 +62,7 @@ import contextlib
 import errno
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -85,8 +94,13 @@ __all__ = [
 MIB = 1024 * 1024
 #: aiohttp buffers up to twice this per response before pausing the socket.
 READ_BUFFER = 1 * MIB
+#: Bytes asyncio asks the socket for per read while a body streams (its default: 256 KiB).
+SOCKET_READ = 1 * MIB
 #: Received chunks are gathered up to this size and written by one thread job (``os.writev``).
 WRITE_BATCH = 2 * MIB
+#: Written ranges go to the kernel's writeback at once and leave the page cache once this far
+#: behind the end of the file (``posix_fadvise``, where there is one); 0 leaves both alone.
+WRITE_BEHIND = 8 * MIB
 #: Upload file reads, one ``os.read`` per chunk in a worker thread.
 UPLOAD_CHUNK = 1 * MIB
 #: Progress callbacks fire at most once per this many bytes (plus a final call).
@@ -253,13 +267,14 @@ async def _pump(
     batch: list[bytes] = []
     batched = 0
     try:
-        while chunk := await _read_some(content, response, filename):
-            batch.append(chunk)
-            batched += len(chunk)
-            tracker.advance(len(chunk))
-            if batched >= WRITE_BATCH:
-                await writer.submit(batch)
-                batch, batched = [], 0
+        with _socket_reads_of(response, SOCKET_READ):
+            while chunk := await _read_some(content, response, filename):
+                batch.append(chunk)
+                batched += len(chunk)
+                tracker.advance(len(chunk))
+                if batched >= WRITE_BATCH:
+                    await writer.submit(batch)
+                    batch, batched = [], 0
     except TransportError:
         # what arrived before the failure is a verified prefix: keep it for the resume
         rest = _take_buffered(content)
@@ -275,9 +290,17 @@ async def _pump(
 async def _read_some(
     content: aiohttp.StreamReader, response: aiohttp.ClientResponse, filename: str
 ) -> bytes:
-    """``content.readany()`` with aiohttp's failures mapped to the library's errors."""
+    """The next piece of the body as aiohttp received it (``b""`` at the end).
+
+    ``readchunk()`` hands over one buffered piece as is, where ``readany()`` joins all the
+    buffered pieces into a new ``bytes`` (a copy per batch). aiohttp's failures are mapped
+    to the library's errors.
+    """
     try:
-        return await content.readany()
+        while True:
+            chunk, end_of_http_chunk = await content.readchunk()
+            if chunk or not end_of_http_chunk:  # (b"", True): a chunk boundary, not the end
+                return chunk
     except aiohttp.ClientPayloadError as exc:
         raise _transport_error(
             IncompleteTransferError, f"{filename}: body cut short ({exc})", response
@@ -292,10 +315,31 @@ async def _read_some(
         ) from exc
 
 
+@contextlib.contextmanager
+def _socket_reads_of(response: aiohttp.ClientResponse, size: int) -> Iterator[None]:
+    """Let the connection's transport read up to ``size`` bytes per ``recv`` meanwhile.
+
+    asyncio's socket transport reads 256 KiB at a time (``max_size``); larger reads mean
+    fewer pieces through the event loop and the HTTP parser. Transports without that knob
+    (TLS, uvloop) are left alone.
+    """
+    connection = response.connection
+    transport = None if connection is None else connection.transport
+    default = getattr(transport, "max_size", None)
+    if not isinstance(default, int) or default >= size:
+        yield
+        return
+    setattr(transport, "max_size", size)  # noqa: B010 - not in asyncio's type hints
+    try:
+        yield
+    finally:
+        setattr(transport, "max_size", default)  # noqa: B010
+
+
 def _take_buffered(content: aiohttp.StreamReader) -> list[bytes]:
     """The body bytes aiohttp received but did not hand over before its read failed.
 
-    ``readany()`` raises the connection's error even while earlier bytes are still buffered
+    ``readchunk()`` raises the connection's error even while earlier bytes are still buffered
     (a cut after a burst the reader had not consumed yet); they are sound, so take them.
     This reads aiohttp's private buffer; when it is not there, nothing is taken.
     """
@@ -317,12 +361,19 @@ def _transport_error(
 
 
 class _PartWriter:
-    """Appends batches of chunks to an open file in a worker thread, one write in flight."""
+    """Appends batches of chunks to an open file in a worker thread, one write in flight.
+
+    Behind the writes, the written ranges are handed to the kernel's writeback and, once
+    :data:`WRITE_BEHIND` behind, dropped from the page cache: the file's dirty pages stay
+    few (the final fsync has little left to do) and the same few pages are recycled instead
+    of a GiB of cache being filled per GiB downloaded.
+    """
 
     def __init__(self, fd: int, position: int) -> None:
         self._fd = fd
         self.position = position
         self._pending: asyncio.Future[None] | None = None
+        self._dropped = position  # the page cache before this offset was let go already
 
     @classmethod
     async def open(cls, part_path: Path, offset: int) -> _PartWriter:
@@ -332,10 +383,22 @@ class _PartWriter:
     async def submit(self, chunks: list[bytes]) -> None:
         """Wait for the previous write, then start writing ``chunks`` (returns at once)."""
         await self.flush()
-        self._pending = asyncio.get_running_loop().run_in_executor(
-            None, _write_all, self._fd, chunks
-        )
+        start = self.position
         self.position += sum(map(len, chunks))
+        self._pending = asyncio.get_running_loop().run_in_executor(
+            None, self._write, chunks, start, self.position
+        )
+
+    def _write(self, chunks: list[bytes], start: int, end: int) -> None:
+        """The thread job: write ``chunks`` (the range ``start``-``end``), then write behind."""
+        _write_all(self._fd, chunks)
+        if WRITE_BEHIND > 0 and _fadvise is not None:
+            with contextlib.suppress(OSError):  # advice only (EINVAL, ESPIPE, ...)
+                _fadvise(self._fd, start, end - start, _DONTNEED)  # starts its writeback
+                drop_to = end - WRITE_BEHIND  # long written back: let the cache go
+                if drop_to > self._dropped:
+                    _fadvise(self._fd, self._dropped, drop_to - self._dropped, _DONTNEED)
+                    self._dropped = drop_to
 
     async def flush(self) -> None:
         """Wait until every submitted chunk is in the file."""
@@ -393,6 +456,10 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
             views[0] = views[0][written:]
 
 
+_fadvise = getattr(os, "posix_fadvise", None)  # not on Windows / macOS
+_DONTNEED: int = getattr(os, "POSIX_FADV_DONTNEED", 4)
+
+
 def _iov_max() -> int:
     try:
         return max(16, os.sysconf("SC_IOV_MAX"))
@@ -421,8 +488,9 @@ async def finalize(
     """Move a complete ``.part`` to ``dest`` atomically and return ``dest``.
 
     With ``fsync`` (the default) the data is flushed to disk before the rename and the folder
-    after it, so a crash cannot leave a truncated file under the final name; it cost 0.27 s per
-    GiB of freshly written data here (``benchmarks/bench_download.py`` measures it). Without
+    after it, so a crash cannot leave a truncated file under the final name; after a
+    :func:`stream_to_part` (which writes behind) it cost ~1 ms per GiB here, 0.27 s for data
+    left in the page cache (``benchmarks/bench_download.py`` measures it). Without
     ``overwrite`` an existing ``dest`` is never replaced: :class:`FileExistsError`, and the
     ``.part`` is kept. Runs in a worker thread.
     """

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from chutes_jobs import transfer
 from chutes_jobs.errors import IncompleteTransferError
 from chutes_jobs.transfer import (
     TransferProgress,
@@ -72,6 +73,21 @@ async def _serve_short(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _serve_chunked(request: web.Request) -> web.StreamResponse:
+    """The file in ``Transfer-Encoding: chunked`` pieces of assorted sizes, no length."""
+    data: bytes = request.app[SERVER].data
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    pos, sizes = 0, [1, 7, 65_536, 300_000, MIB + 3]
+    while pos < len(data):
+        size = sizes[pos % len(sizes)]
+        await response.write(data[pos : pos + size])
+        pos += size
+    await response.write_eof()
+    return response
+
+
 async def _serve_cut(request: web.Request) -> web.StreamResponse:
     """Announce the whole file, send its first ``cut_at`` bytes, then close the connection."""
     server: Server = request.app[SERVER]
@@ -120,6 +136,7 @@ async def server() -> AsyncIterator[tuple[Server, str]]:
     app.router.add_get("/badrange", _serve_bad_range)
     app.router.add_get("/short", _serve_short)
     app.router.add_get("/cut", _serve_cut)
+    app.router.add_get("/chunked", _serve_chunked)
     app.router.add_get("/stalled", _serve_stalled)
     app.router.add_put("/upload", _receive_upload)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -305,6 +322,54 @@ async def test_progress_is_monotone_throttled_and_ends_at_the_total(
     assert len(seen) <= len(DATA) // MIB + 1
     assert {p.total for p in seen} == {len(DATA)}
     assert seen[-1].done == len(DATA)
+
+
+async def test_a_chunked_body_without_length_downloads(
+    server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    _, base = server
+    dest = await attempt(client, f"{base}/chunked", tmp_path / "a.bin")
+    assert dest.read_bytes() == DATA
+
+
+async def test_write_behind_keeps_the_bytes_and_the_resume_intact(
+    server: tuple[Server, str],
+    client: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a window much smaller than the file: ranges are dropped from the page cache all along
+    monkeypatch.setattr(transfer, "WRITE_BEHIND", 64 * 1024)
+    monkeypatch.setattr(transfer, "WRITE_BATCH", 256 * 1024)
+    _, base = server
+    dest = tmp_path / "a.bin"
+    part_path_for(dest).write_bytes(DATA[: MIB + 1])
+    await attempt(client, f"{base}/file", dest)
+    assert dest.read_bytes() == DATA
+
+
+async def test_larger_socket_reads_only_while_the_body_streams(
+    server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    _, base = server
+    during: list[int] = []
+    async with client.get(f"{base}/file") as response:
+        assert response.connection is not None
+        transport = response.connection.transport
+        default = getattr(transport, "max_size", None)
+        if not isinstance(default, int):
+            pytest.skip("this event loop's transport has no max_size")
+        await stream_to_part(
+            response,
+            tmp_path / "a.bin.part",
+            offset=0,
+            filename="a.bin",
+            progress=lambda _: during.append(getattr(transport, "max_size")),  # noqa: B009
+        )
+    *streaming, final = during  # the final snapshot comes once the body is in
+    assert streaming and set(streaming) == {transfer.SOCKET_READ}
+    assert final == default
+    assert getattr(transport, "max_size") == default  # noqa: B009
 
 
 async def test_empty_file_downloads(
