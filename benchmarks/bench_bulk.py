@@ -5,6 +5,8 @@ aiohttp.web app in a subprocess answering ``POST /jobs/{chute}/{method}`` with a
 JSON), side by side in one run:
 
 * ``submit_many`` (API-key auth, no ledger) and ``submit_many`` with a ledger;
+* a ``create_job`` loop: 64 workers sharing one ``ChutesSession`` (the session's request path
+  without the bulk layer);
 * a raw aiohttp loop: 64 workers sharing one ``ClientSession``;
 * a new ``ClientSession`` per request;
 * ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed).
@@ -207,6 +209,19 @@ async def chutes_jobs_no_ledger(base_url: str, n: int) -> None:
     await _submit_many(base_url, n, None)
 
 
+async def chutes_jobs_create_loop(base_url: str, n: int) -> None:
+    """``create_job`` from 64 workers on one session: the session's request path, no bulk."""
+    import chutes_jobs as cj
+    from chutes_jobs.job import create_job
+
+    async with cj.ChutesSession(base_url=base_url, api_key=API_KEY) as session:
+
+        async def one(i: int) -> None:
+            await create_job(session, CHUTE, METHOD, _body(i))
+
+        await _workers(n, one)
+
+
 async def chutes_jobs_ledger(base_url: str, n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await _submit_many(base_url, n, str(Path(tmp) / "bench.db"))
@@ -223,6 +238,7 @@ def _httpx_available() -> bool:
 CLIENTS: dict[str, Client] = {
     "chutes-jobs submit_many": chutes_jobs_no_ledger,
     "chutes-jobs submit_many + ledger": chutes_jobs_ledger,
+    "create_job loop, 64 workers": chutes_jobs_create_loop,
     "raw aiohttp, one session": raw_aiohttp,
     "aiohttp, session per request": session_per_request,
     "httpx.AsyncClient": httpx_client,
