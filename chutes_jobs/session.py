@@ -10,6 +10,7 @@ call's :class:`~chutes_jobs.CallKind`, and decodes the JSON answer.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import json as jsonlib
 import logging
@@ -53,6 +54,10 @@ DEFAULT_BASE_URL: Final = "https://api.chutes.ai"
 #: How much of an error answer is read to find its ``detail``.
 ERROR_BODY_LIMIT: Final = 64 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
+_JSON_HEADERS: Final = {"Accept": JSON_CONTENT_TYPE}
+_JSON_BODY_HEADERS: Final = {"Accept": JSON_CONTENT_TYPE, "Content-Type": JSON_CONTENT_TYPE}
+#: Relative paths whose URL a session keeps (the create path of a bulk run is always the same).
+_URL_CACHE_SIZE: Final = 1024
 
 _HTML_TITLE: Final = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -72,7 +77,9 @@ class _NoBody(enum.Enum):
 NO_BODY: Final = _NoBody.NO_BODY
 
 
+@functools.lru_cache(maxsize=256)
 def _is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine (cached: every request of a session asks again)."""
     if host is None:
         return False
     if host.lower() == "localhost":
@@ -98,43 +105,51 @@ def _safe_cause(exc: BaseException) -> BaseException | None:
 def map_transport_errors(method: str, url: yarl.URL | str) -> Iterator[None]:
     """Turn aiohttp's exceptions into :class:`TransportError` / :class:`RequestTimeoutError`.
 
-    The one place where transport failures are translated. ``connect_failed`` is set when no
-    connection was made, so the request provably never reached the server.
+    The one place where transport failures are translated (:func:`_transport_error`).
+    ``connect_failed`` is set when no connection was made, so the request provably never
+    reached the server.
     """
-    where = f"{method} {redact_url(url)}"
     try:
         yield
     except ChutesError:  # already ours (RequestTimeoutError is a TimeoutError too)
         raise
-    except aiohttp.ConnectionTimeoutError as exc:
-        error: TransportError = RequestTimeoutError(
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise _transport_error(exc, method, url) from _safe_cause(exc)
+
+
+def _transport_error(
+    exc: TimeoutError | aiohttp.ClientError, method: str, url: yarl.URL | str
+) -> ChutesError:
+    """Our error for one of aiohttp's (the URL is redacted only now: failures are rare)."""
+    where = f"{method} {redact_url(url)}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return RequestTimeoutError(
             f"{where}: timed out connecting", method=method, url=str(url), connect_failed=True
         )
-        raise error from _safe_cause(exc)
-    except TimeoutError as exc:  # ServerTimeoutError and the total timeout
-        error = RequestTimeoutError(
+    if isinstance(exc, TimeoutError):  # ServerTimeoutError and the total timeout
+        return RequestTimeoutError(
             f"{where}: timed out waiting for the answer", method=method, url=str(url)
         )
-        raise error from _safe_cause(exc)
-    except aiohttp.ClientConnectorError as exc:
-        error = TransportError(
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(
             f"{where}: could not connect: {exc}", method=method, url=str(url), connect_failed=True
         )
-        raise error from _safe_cause(exc)
-    except aiohttp.InvalidURL as exc:
-        raise ConfigurationError(f"invalid URL for {where}") from _safe_cause(exc)
-    except aiohttp.ClientError as exc:
-        # ServerDisconnectedError, ClientPayloadError, ClientOSError, ...: the request may
-        # have reached the server.
-        detail = str(exc) or type(exc).__name__
-        error = TransportError(f"{where}: {detail}", method=method, url=str(url))
-        raise error from _safe_cause(exc)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return ConfigurationError(f"invalid URL for {where}")
+    # ServerDisconnectedError, ClientPayloadError, ClientOSError, ...: the request may have
+    # reached the server.
+    detail = str(exc) or type(exc).__name__
+    return TransportError(f"{where}: {detail}", method=method, url=str(url))
+
+
+#: ``json.dumps(body, separators=(",", ":"))`` without building an encoder per call.
+_COMPACT_JSON: Final = jsonlib.JSONEncoder(separators=(",", ":"))
 
 
 def _encode_json(body: Any) -> bytes:
     """The one serialization of a JSON body: compact, so the signed bytes are the sent bytes."""
     try:
-        return jsonlib.dumps(body, separators=(",", ":")).encode()
+        return _COMPACT_JSON.encode(body).encode()
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"the request body cannot be sent as JSON: {exc}") from None
 
@@ -192,8 +207,13 @@ async def _status_error(
     )
 
 
-async def _decode_json(response: aiohttp.ClientResponse, method: str, url: yarl.URL) -> Any:
-    raw = await response.read()
+def _log_answer(response: aiohttp.ClientResponse, method: str, url: yarl.URL) -> None:
+    if logger.isEnabledFor(logging.DEBUG):  # redacting costs: only when it is logged
+        logger.debug("%s %s -> HTTP %d", method, redact_url(url), response.status)
+
+
+def _json_answer(raw: bytes, response: aiohttp.ClientResponse, method: str, url: yarl.URL) -> Any:
+    """The decoded JSON of a 2xx answer's body ``raw``; :class:`ProtocolError` if it is not."""
     try:
         return jsonlib.loads(raw)
     except ValueError:
@@ -268,6 +288,8 @@ class ChutesSession:
             hotkey=HotkeyAuth(load_keypair(hotkey)) if hotkey is not None else None,
         )
         self._external_session = session
+        self._urls: dict[str, yarl.URL] = {}
+        self._urls_base = self.base_url
         self._owned_session: aiohttp.ClientSession | None = None
         if self._auth.has_credentials:
             self._refuse_insecure(self.base_url, "credentials")
@@ -430,10 +452,22 @@ class ChutesSession:
 
     def url(self, path: str | yarl.URL) -> yarl.URL:
         """``"/jobs/x"`` -> ``base_url + "/jobs/x"``; an absolute URL is returned as is."""
+        if self._urls_base is not self.base_url:  # base_url was reassigned
+            self._urls.clear()
+            self._urls_base = self.base_url
+        if isinstance(path, str):
+            cached = self._urls.get(path)
+            if cached is not None:
+                return cached
         candidate = path if isinstance(path, yarl.URL) else yarl.URL(path)
         if candidate.is_absolute():
             return candidate
-        return yarl.URL(f"{self.base_url}/{str(path).lstrip('/')}")
+        url = yarl.URL(f"{self.base_url}/{str(path).lstrip('/')}")
+        if isinstance(path, str):
+            if len(self._urls) >= _URL_CACHE_SIZE:  # job ids come and go: start afresh
+                self._urls.clear()
+            self._urls[path] = url
+        return url
 
     async def request(
         self,
@@ -458,17 +492,33 @@ class ChutesSession:
         """
         url = self.url(path)
         body = None if json is NO_BODY else _encode_json(json)
-        headers = {"Accept": JSON_CONTENT_TYPE}
-        if body is not None:
-            headers["Content-Type"] = JSON_CONTENT_TYPE
         self._check_sendable(method, url, auth=auth, token=token, body=body)
+        target = url if token is None else url.update_query(token=token)
+        extra = _JSON_BODY_HEADERS if body is not None else _JSON_HEADERS
 
         async def attempt(number: int) -> Any:
-            logger.debug("attempt %d: %s %s", number, method, redact_url(url))
-            async with self.send_once(
-                method, url, auth=auth, token=token, headers=headers, data=body
-            ) as response:
-                return await _decode_json(response, method, url)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("attempt %d: %s %s", number, method, redact_url(url))
+            headers = self._headers(method, auth=auth, body=body)
+            headers.update(extra)
+            # send_once's steps, inline: this is the path every JSON call takes.
+            try:
+                async with self.http.request(
+                    method,
+                    target,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                ) as response:
+                    _log_answer(response, method, target)
+                    if not 200 <= response.status < 300:
+                        raise await _status_error(response, method, target)
+                    return _json_answer(await response.read(), response, method, url)
+            except ChutesError:
+                raise
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _transport_error(exc, method, target) from _safe_cause(exc)
 
         return await (retry_policy or self.retry_policy).run(kind, attempt)
 
@@ -494,11 +544,12 @@ class ChutesSession:
         followed.
         """
         target = self.url(url)
-        if token is not None:
-            target = target.update_query(token=token)
         if json is not NO_BODY:
             data = _encode_json(json)
-        request_headers = self._headers(method, target, auth=auth, token=token, body=data)
+        self._check_sendable(method, target, auth=auth, token=token, body=data)
+        if token is not None:
+            target = target.update_query(token=token)
+        request_headers = self._headers(method, auth=auth, body=data)
         if json is not NO_BODY:
             request_headers["Content-Type"] = JSON_CONTENT_TYPE
         request_headers.update(headers or {})
@@ -511,17 +562,15 @@ class ChutesSession:
                 timeout=timeout or self.timeout,
                 allow_redirects=False,
             ) as response:
-                logger.debug("%s %s -> HTTP %d", method, redact_url(target), response.status)
+                _log_answer(response, method, target)
                 if not 200 <= response.status < 300:
                     raise await _status_error(response, method, target)
                 yield response
 
     # -- checks and headers ----------------------------------------------------------------
 
-    def _headers(
-        self, method: str, url: yarl.URL, *, auth: bool, token: str | None, body: Any
-    ) -> dict[str, str]:
-        self._check_sendable(method, url, auth=auth, token=token, body=body)
+    def _headers(self, method: str, *, auth: bool, body: Any) -> dict[str, str]:
+        """User-Agent and, with ``auth``, the auth headers (signed anew: a fresh nonce)."""
         headers = {"User-Agent": self.user_agent}
         if auth:
             headers.update(self._auth.headers(method, _signable_bytes(body)))
@@ -530,7 +579,10 @@ class ChutesSession:
     def _check_sendable(
         self, method: str, url: yarl.URL, *, auth: bool, token: str | None, body: Any
     ) -> None:
-        """Raise :class:`ConfigurationError` for a call that must not be sent at all."""
+        """Raise :class:`ConfigurationError` for a call that must not be sent at all.
+
+        Checked once per call, before the first attempt.
+        """
         if auth:
             self._auth.check(method, _signable_bytes(body))
             self._refuse_insecure(url, "credentials")
@@ -547,6 +599,8 @@ class ChutesSession:
 
 def _signable_bytes(body: Any) -> bytes | None:
     """The body as bytes when it can be signed (bytes-like), else ``None``."""
+    if type(body) is bytes:  # the JSON path: no copy
+        return body
     if isinstance(body, bytes | bytearray | memoryview):
         return bytes(body)
     return None

@@ -100,6 +100,49 @@ async def test_logs_of_a_retried_signed_token_request_hold_no_secret(
     assert f"token={REDACTED}" in caplog.text  # the URL is logged, masked
 
 
+async def test_send_once_logs_at_debug_hold_no_secret(
+    both: ChutesSession, http_mock: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    http_mock.get(TOKEN_URL, body=b"data")
+    caplog.set_level(logging.DEBUG, logger="chutes_jobs")
+    async with both, both.send_once("GET", f"/jobs/{JOB_ID}", token=TOKEN) as response:
+        await response.read()
+    assert f"GET {JOB_URL}?token={REDACTED} -> HTTP 200" in caplog.text
+    assert_no_secret(caplog.text)
+
+
+async def test_no_redaction_work_when_debug_is_off(
+    both: ChutesSession,
+    http_mock: aioresponses,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redacted: list[object] = []
+
+    def counting_redact_url(url: object) -> str:
+        redacted.append(url)
+        return redact_url(url)
+
+    monkeypatch.setattr("chutes_jobs.session.redact_url", counting_redact_url)
+    http_mock.post(TOKEN_URL, payload={"job_id": JOB_ID})
+    http_mock.get(TOKEN_URL, body=b"data")
+    caplog.set_level(logging.INFO, logger="chutes_jobs")
+    async with both:
+        await both.request(
+            "POST", f"/jobs/{JOB_ID}", kind=CallKind.IDEMPOTENT, json={}, token=TOKEN
+        )
+        async with both.send_once("GET", f"/jobs/{JOB_ID}", token=TOKEN) as response:
+            await response.read()
+    assert redacted == []  # nothing logged, nothing redacted
+
+    caplog.set_level(logging.DEBUG, logger="chutes_jobs")
+    http_mock.get(TOKEN_URL, body=b"data")
+    async with both, both.send_once("GET", f"/jobs/{JOB_ID}", token=TOKEN) as response:
+        await response.read()
+    assert redacted  # the same call at DEBUG logs its URL, masked
+    assert_no_secret(caplog.text)
+
+
 def exception_texts(error: BaseException) -> str:
     return "\n".join([str(error), repr(error), *traceback.format_exception(error)])
 

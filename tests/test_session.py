@@ -196,6 +196,49 @@ def test_url_joins_paths_under_base_and_keeps_absolute_urls() -> None:
     assert str(session.url(upload)) == upload
 
 
+def test_url_follows_a_reassigned_base_url() -> None:
+    session = ChutesSession(base_url="http://127.0.0.1:8000")
+    assert str(session.url("/jobs/abc")) == "http://127.0.0.1:8000/jobs/abc"
+    assert session.url("/jobs/abc") == session.url("/jobs/abc")  # kept, not re-parsed
+    session.base_url = yarl.URL("http://127.0.0.1:9000/v2")
+    assert str(session.url("/jobs/abc")) == "http://127.0.0.1:9000/v2/jobs/abc"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["generate", "a.b", "x~y-z_", JOB_ID, "a b", "caf\u00e9", "a%2F", "q?x", "#", "a:b", "+"],
+)
+def test_segment_quotes_like_urllib(value: str) -> None:
+    from urllib.parse import quote
+
+    from chutes_jobs.job import segment
+
+    assert segment(value, "what") == quote(value, safe="")
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", "a/b", "a\x00b", 3, None])
+def test_segment_refuses_what_would_reach_another_route(value: Any) -> None:
+    from chutes_jobs.job import segment
+
+    with pytest.raises(ConfigurationError, match="what"):
+        segment(value, "what")
+
+
+async def test_insecure_http_is_refused_on_every_call_after_a_loopback_one(
+    http_mock: aioresponses,
+) -> None:
+    http_mock.get("http://127.0.0.1:8000/jobs/x", payload=JOB)
+    async with ChutesSession(base_url="http://127.0.0.1:8000", api_key=API_KEY) as session:
+        await session.request("GET", "/jobs/x", kind=CallKind.READ)
+        for _ in range(2):  # the host's verdict is cached; the refusal is not skipped
+            with pytest.raises(ConfigurationError, match=r"plain http to example\.com"):
+                await session.request("GET", "http://example.com/jobs/x", kind=CallKind.READ)
+            with pytest.raises(ConfigurationError, match=r"plain http to example\.com"):
+                async with session.send_once("GET", "http://example.com/jobs/x"):
+                    pass
+    assert len(sent(http_mock)) == 1
+
+
 # -- configuration ----------------------------------------------------------------------------
 
 
