@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from numbers import Real
 from os import PathLike
@@ -40,6 +42,10 @@ log = logging.getLogger("chutes_jobs")
 DISK_GB_MIN = 10  # exclusive, as the server checks
 DISK_GB_MAX = 1000  # exclusive
 
+#: Characters ``quote(value, safe="")`` never changes (RFC 3986 unreserved).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+_DOTS = frozenset({".", ".."})
+
 
 def segment(value: str, what: str) -> str:
     """``value`` checked and quoted as one URL path segment.
@@ -48,6 +54,8 @@ def segment(value: str, what: str) -> str:
     slash still lands on another route: ``x/download/y`` as a job id would be a download),
     and ``.``/``..`` (URL normalization turns them into another path, quoted or not).
     """
+    if type(value) is str and _UNRESERVED.fullmatch(value) and value not in _DOTS:
+        return value  # the common case (ids, method names): quoting would leave it as is
     if not isinstance(value, str) or not value or "\x00" in value:
         raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
     if "/" in value:
@@ -56,9 +64,21 @@ def segment(value: str, what: str) -> str:
             "so it would reach another route (create a job by the chute's id, not a name "
             "holding a slash)"
         )
-    if value in (".", ".."):
+    if value in _DOTS:
         raise ConfigurationError(f"{what} cannot be {value!r}")
     return quote(value, safe="")
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_create_path(chute_id: str, method: str) -> str:
+    return f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
+
+
+def _create_path(chute_id: str, method: str) -> str:
+    """``/jobs/{chute_id}/{method}``, checked and quoted (kept: a bulk run repeats it)."""
+    if type(chute_id) is str and type(method) is str:
+        return _cached_create_path(chute_id, method)
+    return f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
 
 
 def _job_from(data: Any, method: str, path: str) -> Job:
@@ -82,15 +102,16 @@ def _create_body(args: Mapping[str, Any] | None, disk_gb: float | None) -> dict[
         raise ConfigurationError(
             f"job args must be a mapping (a JSON object), got {type(args).__name__}"
         )
-    bad_keys = [k for k in args if not isinstance(k, str)]
-    if bad_keys:
-        raise ConfigurationError(f"job args keys must be strings, got {bad_keys[0]!r}")
+    for key in args:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"job args keys must be strings, got {key!r}")
     body = dict(args)
     if disk_gb is not None:
         if "_disk_gb" in body:
             raise ConfigurationError("give the disk size either as disk_gb= or as args['_disk_gb']")
         body["_disk_gb"] = disk_gb
-    _check_disk_gb(body.get("_disk_gb"))
+    if "_disk_gb" in body:
+        _check_disk_gb(body["_disk_gb"])
     return body
 
 
@@ -115,7 +136,7 @@ async def create_job(
     retry_policy: RetryPolicy | None = None,
 ) -> JobHandle:
     """Create (and so pay for) one job; see :meth:`ChutesSession.create_job`."""
-    path = f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
+    path = _create_path(chute_id, method)
     body = _create_body(args, disk_gb)
     data = await session.request(
         "POST", path, kind=CallKind.CREATE, json=body, retry_policy=retry_policy
