@@ -186,8 +186,25 @@ def _unstructure_output_files(files: dict[str, OutputFile]) -> dict[str, Any]:
     }
 
 
+def _optional_str(value: Any, _: type) -> str | None:
+    return value if value is None or type(value) is str else str(value)
+
+
+def _optional_bool(value: Any, _: type) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _optional_datetime(value: Any, _: type) -> datetime | None:
+    return None if value is None else _parse_datetime(value, datetime)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
+    # Direct hooks for the many optional scalar fields: cattrs' generic Optional dispatch costs
+    # about a third of parsing a Job, which is on the hot path of every create and poll.
+    conv.register_structure_hook(str | None, _optional_str)
+    conv.register_structure_hook(bool | None, _optional_bool)
+    conv.register_structure_hook(datetime | None, _optional_datetime)
     conv.register_structure_hook(datetime, _parse_datetime)
     conv.register_unstructure_hook(datetime, _format_datetime)
     conv.register_structure_hook(
