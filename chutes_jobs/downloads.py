@@ -98,6 +98,8 @@ async def _fetch_into(
 ) -> None:
     """One GET, appended to the ``.part`` from where it ends (or from zero on a 200)."""
     headers = await asyncio.to_thread(range_header_for, part)
+    # Byte counts and Range offsets must mean bytes of the file, not of a compressed stream.
+    headers["Accept-Encoding"] = "identity"
     async with session.send_once(
         "GET", url, headers=headers, timeout=session.transfer_timeout
     ) as response:

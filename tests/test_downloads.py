@@ -169,6 +169,9 @@ async def test_cut_connection_resumes_with_range(
     assert first is None and resumed is not None and 0 < resumed <= 5 * MIB
     progress.assert_monotone_and_complete({"file_000.bin": 12 * MIB})
     assert tree(tmp_path) == ["f.bin"]
+    # Offsets count bytes of the file: every attempt refuses a compressed stream.
+    downloads = [r for r in emu.requests if r.route == "download"]
+    assert [r.headers.get("Accept-Encoding") for r in downloads] == ["identity", "identity"]
 
 
 @pytest.mark.parametrize("options", [{"range_support": False}, {"live_quirks": True}])

@@ -21,7 +21,9 @@ __all__ = ["RequestRecord", "Server"]
 log = logging.getLogger("chutes_jobs.emulator")
 
 #: Request headers kept in the request log (never credentials).
-LOGGED_HEADERS = ("Range", "If-Range", "Content-Type", "Content-Length", "User-Agent")
+LOGGED_HEADERS = (
+    "Range", "If-Range", "Accept-Encoding", "Content-Type", "Content-Length", "User-Agent",
+)  # fmt: skip
 
 #: Routes in the live router's order: the first full match wins, as in Starlette.
 _ROUTE_TABLE = (
