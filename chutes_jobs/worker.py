@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from os import PathLike
@@ -61,7 +62,8 @@ __all__ = [
 
 log = logging.getLogger("chutes_jobs")
 
-ALREADY_FINISHED = "job already finished"
+#: ``400 Job already finished``; older server releases spell it "Job alread finished".
+ALREADY_FINISHED = re.compile(r"\bjob alread(y)? finished\b", re.IGNORECASE)
 #: The body of complete (ignored by the server; what the official SDK sends).
 COMPLETE_BODY = {"status": "done"}
 
@@ -432,7 +434,7 @@ async def complete_job(
             "PUT", job_path, kind=CallKind.IDEMPOTENT, json=COMPLETE_BODY, auth=False, token=token
         )
     except BadRequestError as exc:
-        if ALREADY_FINISHED not in str(exc.detail).lower():
+        if not ALREADY_FINISHED.search(str(exc.detail)):
             raise
         log.info("job at %s was already completed", job_path)
         return await _already_completed(session, job_path, last, uploaded)

@@ -20,6 +20,7 @@ from aioresponses import aioresponses
 
 from chutes_jobs import (
     AuthenticationError,
+    BadRequestError,
     ChutesSession,
     ConfigurationError,
     RetryPolicy,
@@ -536,3 +537,23 @@ async def test_upload_goes_out_with_content_length_on_the_wire(
     [record] = [r for r in emu.requests if r.route == "upload"]
     assert int(record.headers["Content-Length"]) > 70_000
     assert record.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+
+
+@pytest.mark.parametrize("detail", ["Job already finished", "Job alread finished"])
+async def test_complete_counts_already_finished_as_success(
+    wire: JobHandle, http_mock: aioresponses, detail: str
+) -> None:
+    """Both spellings the server has used mean an earlier attempt completed the job."""
+    http_mock.post(re.compile(r".*/jobs/j1\?.*"), payload={"job_id": "j1"})
+    http_mock.put(re.compile(r".*/jobs/j1\?.*"), status=400, payload={"detail": detail})
+    await wire.finish(result=None)
+    final = await wire.complete()
+    assert final.job_id == "j1" and final.is_finished
+
+
+async def test_complete_other_bad_request_is_raised(
+    wire: JobHandle, http_mock: aioresponses
+) -> None:
+    http_mock.put(re.compile(r".*/jobs/j1\?.*"), status=400, payload={"detail": "Bad thing"})
+    with pytest.raises(BadRequestError, match="Bad thing"):
+        await wire.complete()
