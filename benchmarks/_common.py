@@ -196,3 +196,26 @@ def print_table(
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
     _serve(sys.argv[2], sys.argv[3])
+
+
+def speed(run: dict[str, Any]) -> float:
+    """Bytes per second of one measured run."""
+    return float(run["bytes"] / run["wall"])
+
+
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median speed (a whole run, so its CPU and memory figures stay together)."""
+    ordered = sorted(results, key=speed)
+    return ordered[len(ordered) // 2]
+
+
+def best_runs(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The fastest run of each client."""
+    return {name: max(results, key=speed) for name, results in runs.items()}
+
+
+def print_all_runs(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Every run's MB/s, in the order they ran (shows how noisy the machine was)."""
+    print("\nall runs MB/s, in order:")
+    for name, results in runs.items():
+        print(f"  {name:<34}" + " ".join(f"{speed(r) / 1e6:6.0f}" for r in results))

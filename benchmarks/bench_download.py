@@ -25,7 +25,18 @@ from typing import Any
 
 import aiofiles
 import aiohttp
-from _common import MIB, Measure, make_file, print_table, run_client, run_external, start_server
+from _common import (
+    MIB,
+    Measure,
+    best_runs,
+    make_file,
+    median_run,
+    print_all_runs,
+    print_table,
+    run_client,
+    run_external,
+    start_server,
+)
 
 from chutes_jobs import transfer
 
@@ -101,8 +112,8 @@ def main() -> None:
                 runs["curl"].append(run_external(["curl", "-s", "-o", str(out), url], size))
                 assert out.stat().st_size == size
                 os.unlink(out)
-    rows = {name: _median(r) for name, r in runs.items()}
-    best = {name: max(r, key=lambda x: x["bytes"] / x["wall"]) for name, r in runs.items()}
+    rows = {name: median_run(r) for name, r in runs.items()}
+    best = best_runs(runs)
     where = args.dir or tempfile.gettempdir()
     title = f"download {args.size_mib} MiB to {where}, median of {args.reps} (loopback)"
     print_table(title, rows, ["naive aiohttp", "curl"])
@@ -113,14 +124,7 @@ def main() -> None:
         f"\nfinalize(): fsync {statistics.median(fin):.3f} s,"
         f" without {statistics.median(fin0):.4f} s"
     )
-    print("all runs MB/s, in order:")
-    for name, r in runs.items():
-        print(f"  {name:<34}" + " ".join(f"{x['bytes'] / x['wall'] / 1e6:6.0f}" for x in r))
-
-
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(results, key=lambda r: r["bytes"] / r["wall"])
-    return ordered[len(ordered) // 2]
+    print_all_runs(runs)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,18 @@ from typing import Any
 
 import aiofiles
 import aiohttp
-from _common import GIB, MIB, Measure, print_table, run_client, run_external
+from _common import (
+    GIB,
+    MIB,
+    Measure,
+    best_runs,
+    median_run,
+    print_all_runs,
+    print_table,
+    run_client,
+    run_external,
+    speed,
+)
 
 from chutes_jobs import ChutesSession, OutputFile
 from chutes_jobs.polling import PollPolicy
@@ -151,8 +162,8 @@ def main() -> None:
                     check(out, size, digest, args.verify)
                 runs["curl"].append(run_external(curl, size))
                 check(out, size, digest, args.verify)
-    rows = {name: _median(r) for name, r in runs.items()}
-    best = {name: max(r, key=_speed) for name, r in runs.items()}
+    rows = {name: median_run(r) for name, r in runs.items()}
+    best = best_runs(runs)
     where = args.dir or tempfile.gettempdir()
     title = (
         f"JobHandle.download of a {args.size_mib} MiB output from the emulator (subprocess) to "
@@ -161,9 +172,7 @@ def main() -> None:
     print_table(title, rows, ["naive aiohttp", "curl"])
     print_table("best run of each", best, ["naive aiohttp", "curl"])
     print_targets(rows)
-    print("\nall runs MB/s, in order:")
-    for name, r in runs.items():
-        print(f"  {name:<34}" + " ".join(f"{_speed(x):6.0f}" for x in r))
+    print_all_runs(runs)
 
 
 def check(out: Path, size: int, digest: str, verify: bool) -> None:
@@ -176,7 +185,7 @@ def check(out: Path, size: int, digest: str, verify: bool) -> None:
 def print_targets(rows: dict[str, dict[str, Any]]) -> None:
     ours, naive = rows["chutes-jobs"], rows["naive aiohttp"]
     figures = {
-        "x naive": _speed(ours) / _speed(naive),
+        "x naive": speed(ours) / speed(naive),
         "CPU s/GiB": ours["cpu"] / (ours["bytes"] / GIB),
         "RSS+ MiB": ours["rss_growth"] / MIB,
         "stall ms": ours["stall"] * 1000,
@@ -189,15 +198,6 @@ def print_targets(rows: dict[str, dict[str, Any]]) -> None:
         print(
             f"  {name:<10} {value:8.2f}  target {bound} {target:<5}  {'met' if met else 'MISSED'}"
         )
-
-
-def _speed(result: dict[str, Any]) -> float:
-    return float(result["bytes"] / result["wall"] / 1e6)
-
-
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(results, key=_speed)
-    return ordered[len(ordered) // 2]
 
 
 if __name__ == "__main__":

@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import MIB, Measure, make_file, print_table, run_client, run_external
+from _common import (
+    MIB,
+    Measure,
+    make_file,
+    median_run,
+    print_all_runs,
+    print_table,
+    run_client,
+    run_external,
+)
 
 from chutes_jobs import ChutesSession
 
@@ -160,12 +169,10 @@ def main() -> None:
 
 
 def report(runs: dict[str, list[dict[str, Any]]], size_mib: int, reps: int) -> None:
-    rows = {name: _median(r) for name, r in runs.items()}
+    rows = {name: median_run(r) for name, r in runs.items()}
     title = f"worker upload {size_mib} MiB to the emulator, median of {reps} (loopback)"
     print_table(title, rows, ["curl", "helper"])
-    print("all runs MB/s, in order:")
-    for name, r in runs.items():
-        print(f"  {name:<34}" + " ".join(f"{x['bytes'] / x['wall'] / 1e6:6.0f}" for x in r))
+    print_all_runs(runs)
     ours = rows["chutes-jobs"]
     speed = {n: r["bytes"] / r["wall"] for n, r in rows.items()}
     ratio = {ref: speed["chutes-jobs"] / speed[ref] for ref in TARGETS}
@@ -173,11 +180,6 @@ def report(runs: dict[str, list[dict[str, Any]]], size_mib: int, reps: int) -> N
     checks[f"RSS+ <= {MAX_RSS_MIB} MiB"] = ours["rss_growth"] <= MAX_RSS_MIB * MIB
     checks[f"stall <= {MAX_STALL_MS} ms"] = ours["stall"] * 1000 <= MAX_STALL_MS
     print("targets:", ", ".join(f"{k}: {'ok' if v else 'MISSED'}" for k, v in checks.items()))
-
-
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(results, key=lambda r: r["bytes"] / r["wall"])
-    return ordered[len(ordered) // 2]
 
 
 if __name__ == "__main__":

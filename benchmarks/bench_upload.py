@@ -22,7 +22,18 @@ from typing import Any
 
 import aiofiles
 import aiohttp
-from _common import MIB, Measure, make_file, print_table, run_client, run_external, start_server
+from _common import (
+    MIB,
+    Measure,
+    best_runs,
+    make_file,
+    median_run,
+    print_all_runs,
+    print_table,
+    run_client,
+    run_external,
+    start_server,
+)
 
 from chutes_jobs import transfer
 
@@ -107,20 +118,13 @@ def main() -> None:
                 for name in clients:
                     runs[name].append(run_client(__file__, name, url, str(src)))
                 runs["curl"].append(run_external([*curl, url], size))
-    rows = {name: _median(r) for name, r in runs.items()}
-    best = {name: max(r, key=lambda x: x["bytes"] / x["wall"]) for name, r in runs.items()}
+    rows = {name: median_run(r) for name, r in runs.items()}
+    best = best_runs(runs)
     title = f"upload {args.size_mib} MiB, median of {args.reps} (loopback, multipart sink)"
     print_table(title, rows, ["helper", "curl"])
     print_table("best run of each", best, ["helper", "curl"])
     print("chunked encoding:", {n: r.get("chunked") for n, r in rows.items() if n != "curl"})
-    print("all runs MB/s, in order:")
-    for name, r in runs.items():
-        print(f"  {name:<34}" + " ".join(f"{x['bytes'] / x['wall'] / 1e6:6.0f}" for x in r))
-
-
-def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(results, key=lambda r: r["bytes"] / r["wall"])
-    return ordered[len(ordered) // 2]
+    print_all_runs(runs)
 
 
 if __name__ == "__main__":
