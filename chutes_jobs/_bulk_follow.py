@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
+
 from ._bulk_options import BulkOptions
 from ._bulk_result import BulkOutcome, BulkResult
 from .errors import ChutesError, JobFailedError, JobTimeoutError
 from .job import JobHandle
 from .ledger import Ledger, LedgerEntry, LedgerState
 from .models import Job
+from .transfer import ProgressCallback
 
 
 class JobFollower:
@@ -81,7 +84,9 @@ class JobFollower:
         try:
             async with self.download_gate:
                 # overwrite: an earlier run (or attempt) may have left some files there
-                paths = await handle.download_outputs(dest, overwrite=True)
+                paths = await handle.download_outputs(
+                    dest, overwrite=True, progress=self._progress_of(job.job_id)
+                )
         except (ChutesError, OSError, ExceptionGroup) as exc:  # the ledger keeps it "finished"
             return BulkResult(
                 index, key, BulkOutcome.FINISHED, handle, job, error=exc, resumed=resumed
@@ -89,6 +94,14 @@ class JobFollower:
         if self.ledger is not None:
             await self.ledger.mark_downloaded(key, {n: str(p) for n, p in paths.items()})
         return BulkResult(index, key, BulkOutcome.DOWNLOADED, handle, job, paths, resumed=resumed)
+
+    def _progress_of(self, job_id: str) -> ProgressCallback | None:
+        """The run's callback, each report named ``<job_id>/<filename>`` (its path under
+        ``download_to``): jobs of one chute often have outputs of the same names."""
+        report = self.options.progress
+        if report is None:
+            return None
+        return lambda p: report(attrs.evolve(p, filename=f"{job_id}/{p.filename}"))
 
 
 def _progress(job: Job) -> tuple[Any, ...]:

@@ -13,6 +13,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .polling import PollPolicy
+from .transfer import ProgressCallback
 
 #: Inputs taken and not yet handed to the consumer, when waiting for results.
 DEFAULT_MAX_IN_FLIGHT_WAITING = 4096
@@ -46,6 +47,7 @@ class BulkOptions:
     resubmit_unknown: bool
     max_in_flight: int
     cancel_grace: float
+    progress: ProgressCallback | None = None
 
     @property
     def waits(self) -> bool:
@@ -69,6 +71,7 @@ def bulk_options(
     resubmit_unknown: bool,
     max_in_flight: int | None,
     cancel_grace: float,
+    progress: ProgressCallback | None = None,
 ) -> BulkOptions:
     """Check the settings and fill in the defaults."""
     waits = wait or download_to is not None
@@ -99,4 +102,5 @@ def bulk_options(
         resubmit_unknown=resubmit_unknown,
         max_in_flight=max_in_flight,
         cancel_grace=cancel_grace,
+        progress=progress,
     )

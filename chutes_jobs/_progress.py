@@ -142,21 +142,26 @@ class ProgressDisplay(_TerminalDisplay):
 
 
 class BulkDisplay(_TerminalDisplay):
-    """Counters of a bulk run: submitted, running, done, failed.
+    """Counters of a bulk run (submitted, running, done, failed) and a bar per file downloading.
 
     On a TTY they are shown live (rich), lines printed on a terminal stdout scroll above
     them; otherwise nothing is drawn. Feed it with :meth:`job_seen` (each job snapshot the
-    session receives) and :meth:`result_done` (each result).
+    session receives), :meth:`result_done` (each result) and :meth:`transfer` (the run's
+    download progress).
     """
 
     def __init__(self, *, stream: TextIO | None = None) -> None:
         super().__init__(stream)
         self._states: dict[str, JobState] = {}
+        self._bars: Any = None
+        self._transfers: dict[str, Any] = {}
         self.counts: Counter[str] = Counter()
 
     def _start_live(self) -> Any:
         from rich.console import Console
         from rich.live import Live
+
+        self._bars = _transfer_bars(self._stream)  # drawn inside the Live below, never started
 
         return Live(
             self,
@@ -168,9 +173,11 @@ class BulkDisplay(_TerminalDisplay):
 
     def __rich__(self) -> Any:
         """The counters line, redrawn by rich (plain text: no number highlighting)."""
+        from rich.console import Group
         from rich.text import Text
 
-        return Text(self.summary())
+        counters = Text(self.summary())
+        return Group(counters, self._bars) if self._transfers else counters
 
     def summary(self) -> str:
         """``submitted 3 · running 1 · done 2 · failed 0``."""
@@ -193,3 +200,25 @@ class BulkDisplay(_TerminalDisplay):
         if job_id is not None:
             self.job_seen(job_id, JobState.FINISHED)  # counts a job resumed from a ledger
         self.counts["done" if ok else "failed"] += 1
+
+    @property
+    def transfers(self) -> list[str]:
+        """The files with a bar on screen (downloading now)."""
+        return list(self._transfers)
+
+    def refresh(self) -> None:
+        """Redraw now rather than at the next tick."""
+        if self._live is not None:
+            self._live.refresh()
+
+    def transfer(self, progress: TransferProgress) -> None:
+        """Show a download's progress: one bar per file while it downloads (TTY only)."""
+        if self._live is None:
+            return  # the result lines say where the files went
+        task = self._transfers.get(progress.filename)
+        if task is None:
+            task = self._bars.add_task(progress.filename, total=progress.total)
+            self._transfers[progress.filename] = task
+        self._bars.update(task, completed=progress.done, total=progress.total)
+        if progress.total is not None and progress.done >= progress.total:
+            self._bars.remove_task(self._transfers.pop(progress.filename))

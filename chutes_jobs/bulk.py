@@ -39,6 +39,7 @@ from ._bulk_result import DuplicateInputError as DuplicateInputError
 from ._bulk_run import BulkRun
 from .ledger import Ledger
 from .polling import PollPolicy
+from .transfer import ProgressCallback
 
 if TYPE_CHECKING:
     from .session import ChutesSession
@@ -73,6 +74,7 @@ async def submit_many(
     resubmit_unknown: bool = False,
     max_in_flight: int | None = None,
     cancel_grace: float = DEFAULT_CANCEL_GRACE,
+    progress: ProgressCallback | None = None,
 ) -> AsyncGenerator[BulkResult, None]:
     """Create one job per input and yield a :class:`BulkResult` per input as each completes.
 
@@ -83,6 +85,7 @@ async def submit_many(
         disk_gb=disk_gb, poll=poll, poll_concurrency=poll_concurrency,
         download_concurrency=download_concurrency, wait_timeout=wait_timeout,
         resubmit_unknown=resubmit_unknown, max_in_flight=max_in_flight, cancel_grace=cancel_grace,
+        progress=progress,
     )  # fmt: skip
     opened = await Ledger.open(ledger) if ledger is not None else None
     run = BulkRun(session, options, opened)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .bulk import BulkResult
     from .job import JobHandle
     from .polling import PollPolicy
+    from .transfer import ProgressCallback
 
 __all__ = ["DEFAULT_BASE_URL", "NO_BODY", "ChutesSession", "map_transport_errors"]
 
@@ -387,6 +388,7 @@ class ChutesSession:
         resubmit_unknown: bool = False,
         max_in_flight: int | None = None,
         cancel_grace: float = 30.0,
+        progress: ProgressCallback | None = None,
     ) -> AsyncGenerator[BulkResult, None]:
         """Create one job per input; yield a :class:`~chutes_jobs.BulkResult` each, as they end.
 
@@ -409,6 +411,8 @@ class ChutesSession:
                 (a job may exist for them; by default they are reported ``UNKNOWN``).
             cancel_grace: when the run is stopped, seconds creates under way get to finish
                 before they are cancelled and recorded ``unknown``.
+            progress: called with the :class:`~chutes_jobs.TransferProgress` of every output
+                download, its ``filename`` being ``<job_id>/<filename>``.
 
         A 429 with Retry-After pauses every create of the run; a daily-quota 429 stops all
         further creates (the remaining inputs are reported ``NOT_SUBMITTED`` with
@@ -422,7 +426,7 @@ class ChutesSession:
             download_to=download_to, ledger=ledger, key=key, disk_gb=disk_gb, poll=poll,
             poll_concurrency=poll_concurrency, download_concurrency=download_concurrency,
             wait_timeout=wait_timeout, resubmit_unknown=resubmit_unknown,
-            max_in_flight=max_in_flight, cancel_grace=cancel_grace,
+            max_in_flight=max_in_flight, cancel_grace=cancel_grace, progress=progress,
         )  # fmt: skip
 
     def job(self, job_id: str) -> JobHandle:

@@ -20,6 +20,7 @@ from chutes_jobs.bulk import BulkOutcome, BulkResult, QuotaExceededError, Unknow
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.ledger import Ledger, LedgerState
 from chutes_jobs.polling import PollPolicy
+from chutes_jobs.transfer import TransferProgress
 
 FAST_POLL = PollPolicy(initial=0.05, maximum=0.2)
 
@@ -365,10 +366,11 @@ async def test_an_unanswered_create_is_unknown_and_resubmitted_only_on_request(
 async def test_downloads_land_under_the_job_id_and_are_not_repeated(tmp_path: Path) -> None:
     ledger, out = tmp_path / "run.db", tmp_path / "out"
     inputs = [{"count": 2, "size": 3000, "seed": i} for i in range(4)]
+    reports: list[TransferProgress] = []
     async with emulator() as emu, session_for(emu) as session:
         first = await run_all(
             session, emu, "files", inputs, concurrency=4, download_to=out, ledger=ledger,
-            poll=FAST_POLL, download_concurrency=2,
+            poll=FAST_POLL, download_concurrency=2, progress=reports.append,
         )  # fmt: skip
         requests_after_first = dict(emu.counts)
         second = await run_all(
@@ -386,6 +388,11 @@ async def test_downloads_land_under_the_job_id_and_are_not_repeated(tmp_path: Pa
             assert path == out / result.job.job_id / name
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digests[name]
     assert await ledger_states(ledger) == {LedgerState.DOWNLOADED: 4}
+    # progress names each file by its path under download_to: <job_id>/<filename>
+    finals = {p.filename: p.done for p in reports if p.done == p.total}
+    assert finals == {
+        f"{r.job.job_id}/{name}": 3000 for r in first if r.job for name in r.paths or {}
+    }
     assert all(r.outcome is BulkOutcome.DOWNLOADED and r.resumed for r in second)
     assert {r.index: r.paths for r in second} == {r.index: r.paths for r in first}
 

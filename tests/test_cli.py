@@ -642,3 +642,24 @@ def test_bulk_counters_live_on_a_terminal() -> None:
     with BulkDisplay(stream=terminal) as display:
         display.job_seen("a", JobState.RUNNING)
     assert "running 1" in terminal.getvalue()
+
+
+def test_bulk_shows_a_bar_per_file_while_it_downloads() -> None:
+    terminal = FakeTerminal()
+    with BulkDisplay(stream=terminal) as display:
+        display.transfer(TransferProgress("job-1/a.bin", 512, 1024))
+        display.transfer(TransferProgress("job-2/a.bin", 0, 2048))
+        display.refresh()
+        drawn = terminal.getvalue()
+        display.transfer(TransferProgress("job-1/a.bin", 1024, 1024))
+        display.transfer(TransferProgress("job-2/a.bin", 2048, 2048))
+        display.refresh()
+        assert display.transfers == []  # finished files leave the display
+    assert "job-1/a.bin" in drawn and "job-2/a.bin" in drawn
+
+
+def test_bulk_bars_are_not_drawn_off_a_terminal() -> None:
+    pipe = io.StringIO()
+    with BulkDisplay(stream=pipe) as display:
+        display.transfer(TransferProgress("job-1/a.bin", 512, 1024))
+    assert pipe.getvalue() == ""

@@ -166,7 +166,9 @@ async def run_bulk(
         session = WatchedSession.from_env(**session_settings(**conn))
         session.on_job = lambda job: display.job_seen(job.job_id, job.state)
         async with session:
-            async for result in session.submit_many(inputs=inputs, **settings):
+            async for result in session.submit_many(
+                inputs=inputs, progress=display.transfer, **settings
+            ):
                 tally.add(result)
                 display.result_done(result.job_id, ok=result.ok)
                 emit_line(bulk_result_json(result), as_json, bulk_result_text(result))
