@@ -23,10 +23,9 @@ from .errors import (
     JobTimeoutError,
     NotFoundError,
     OutputMissingError,
-    ProtocolError,
     ServerError,
 )
-from .models import Job, OutputFile, job_from_json
+from .models import Job, OutputFile, job_from_answer
 from .polling import PollPolicy
 from .retry import CallKind, RetryPolicy
 from .transfer import ProgressCallback
@@ -81,20 +80,6 @@ def _create_path(chute_id: str, method: str) -> str:
     return f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
 
 
-def _job_from(data: Any, method: str, path: str) -> Job:
-    """The Job object of a 2xx answer; :class:`ProtocolError` when it is not one."""
-    try:
-        return job_from_json(data)
-    except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError, ...
-        raise ProtocolError(
-            f"{method} {path}: the answer is not a Job object ({type(exc).__name__})",
-            status=200,
-            body_excerpt=repr(data),
-            method=method,
-            url=path,
-        ) from exc
-
-
 def _create_body(args: Mapping[str, Any] | None, disk_gb: float | None) -> dict[str, Any]:
     if args is None:
         args = {}
@@ -141,7 +126,7 @@ async def create_job(
     data = await session.request(
         "POST", path, kind=CallKind.CREATE, json=body, retry_policy=retry_policy
     )
-    job = _job_from(data, "POST", path)
+    job = job_from_answer(data, "POST", path)
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
     return JobHandle(session, job.job_id, job=job)
 
@@ -206,7 +191,7 @@ class JobHandle:
     async def refresh(self) -> Job:
         """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
         data = await self._session.request("GET", self.path, kind=CallKind.READ)
-        self._job = _job_from(data, "GET", self.path)
+        self._job = job_from_answer(data, "GET", self.path)
         return self._job
 
     async def watch(

@@ -39,7 +39,7 @@ from .errors import (
     ConfigurationError,
     ProtocolError,
 )
-from .models import Job, job_from_json
+from .models import Job, job_from_answer
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
 
@@ -299,7 +299,7 @@ async def finish_job(
     data = await session.request(
         "POST", job_path, kind=CallKind.IDEMPOTENT, json=body, auth=False, token=token
     )
-    job = job_from_json(data)
+    job = job_from_answer(data, "POST", job_path)
     missing = sorted(set(sources) - set(job.output_storage_urls))
     if missing:
         raise ProtocolError(
@@ -438,7 +438,7 @@ async def complete_job(
             raise
         log.info("job at %s was already completed", job_path)
         return await _already_completed(session, job_path, last, uploaded)
-    return job_from_json(data)
+    return job_from_answer(data, "PUT", job_path)
 
 
 async def _already_completed(
@@ -446,7 +446,8 @@ async def _already_completed(
 ) -> Job:
     if session.has_user_credentials:
         try:
-            return job_from_json(await session.request("GET", job_path, kind=CallKind.READ))
+            data = await session.request("GET", job_path, kind=CallKind.READ)
+            return job_from_answer(data, "GET", job_path)
         except ChutesError as exc:
             log.info("could not read the completed job back: %s", _one_line(exc))
     if last is None:
