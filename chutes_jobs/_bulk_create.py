@@ -161,6 +161,8 @@ class JobCreator:
                 raise  # the ledger refused the mark: nothing was sent
             return await self.on_create_failed(index, key, exc, unknown_row)
         self.rate_gate.created()
+        if self.options.on_job is not None and handle.job is not None:
+            self.options.on_job(handle.job)
         return await self.on_created(index, key, handle)
 
     # -- ledger transitions around a create ---------------------------------------------------

@@ -66,6 +66,8 @@ class JobFollower:
         while True:
             async with self.poll_gate:
                 job = await handle.refresh()
+            if self.options.on_job is not None:
+                self.options.on_job(job)
             if job.is_finished:
                 return job
             if deadline is not None and loop.time() >= deadline:

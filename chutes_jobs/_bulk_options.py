@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from .errors import ConfigurationError
+from .models import Job
 from .polling import PollPolicy
 from .transfer import ProgressCallback
 
@@ -48,6 +49,7 @@ class BulkOptions:
     max_in_flight: int
     cancel_grace: float
     progress: ProgressCallback | None = None
+    on_job: Callable[[Job], None] | None = None
 
     @property
     def waits(self) -> bool:
@@ -72,6 +74,7 @@ def bulk_options(
     max_in_flight: int | None,
     cancel_grace: float,
     progress: ProgressCallback | None = None,
+    on_job: Callable[[Job], None] | None = None,
 ) -> BulkOptions:
     """Check the settings and fill in the defaults."""
     waits = wait or download_to is not None
@@ -103,4 +106,5 @@ def bulk_options(
         max_in_flight=max_in_flight,
         cancel_grace=cancel_grace,
         progress=progress,
+        on_job=on_job,
     )

@@ -38,6 +38,7 @@ from ._bulk_result import BulkOutcome, BulkResult, QuotaExceededError, UnknownCr
 from ._bulk_result import DuplicateInputError as DuplicateInputError
 from ._bulk_run import BulkRun
 from .ledger import Ledger
+from .models import Job
 from .polling import PollPolicy
 from .transfer import ProgressCallback
 
@@ -75,6 +76,7 @@ async def submit_many(
     max_in_flight: int | None = None,
     cancel_grace: float = DEFAULT_CANCEL_GRACE,
     progress: ProgressCallback | None = None,
+    on_job: Callable[[Job], None] | None = None,
 ) -> AsyncGenerator[BulkResult, None]:
     """Create one job per input and yield a :class:`BulkResult` per input as each completes.
 
@@ -85,7 +87,7 @@ async def submit_many(
         disk_gb=disk_gb, poll=poll, poll_concurrency=poll_concurrency,
         download_concurrency=download_concurrency, wait_timeout=wait_timeout,
         resubmit_unknown=resubmit_unknown, max_in_flight=max_in_flight, cancel_grace=cancel_grace,
-        progress=progress,
+        progress=progress, on_job=on_job,
     )  # fmt: skip
     opened = await Ledger.open(ledger) if ledger is not None else None
     run = BulkRun(session, options, opened)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import aiohttp
 import yarl
 
+from ._bulk_options import DEFAULT_CANCEL_GRACE
 from ._redact import redact, redact_url
 from .auth import ApiKeyAuth, HotkeyAuth, SigningKeypair, UserAuth, load_keypair
 from .errors import (
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from .bulk import BulkResult
     from .job import JobHandle
+    from .models import Job
     from .polling import PollPolicy
     from .transfer import ProgressCallback
 
@@ -387,8 +389,9 @@ class ChutesSession:
         wait_timeout: float | None = None,
         resubmit_unknown: bool = False,
         max_in_flight: int | None = None,
-        cancel_grace: float = 30.0,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
         progress: ProgressCallback | None = None,
+        on_job: Callable[[Job], None] | None = None,
     ) -> AsyncGenerator[BulkResult, None]:
         """Create one job per input; yield a :class:`~chutes_jobs.BulkResult` each, as they end.
 
@@ -413,6 +416,8 @@ class ChutesSession:
                 before they are cancelled and recorded ``unknown``.
             progress: called with the :class:`~chutes_jobs.TransferProgress` of every output
                 download, its ``filename`` being ``<job_id>/<filename>``.
+            on_job: called with every job snapshot the run receives (each create's answer
+                and each poll), e.g. for live counters.
 
         A 429 with Retry-After pauses every create of the run; a daily-quota 429 stops all
         further creates (the remaining inputs are reported ``NOT_SUBMITTED`` with
@@ -427,6 +432,7 @@ class ChutesSession:
             poll_concurrency=poll_concurrency, download_concurrency=download_concurrency,
             wait_timeout=wait_timeout, resubmit_unknown=resubmit_unknown,
             max_in_flight=max_in_flight, cancel_grace=cancel_grace, progress=progress,
+            on_job=on_job,
         )  # fmt: skip
 
     def job(self, job_id: str) -> JobHandle:

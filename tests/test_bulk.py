@@ -19,6 +19,7 @@ from chutes_jobs import bulk
 from chutes_jobs.bulk import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.ledger import Ledger, LedgerState
+from chutes_jobs.models import JobState
 from chutes_jobs.polling import PollPolicy
 from chutes_jobs.transfer import TransferProgress
 
@@ -262,6 +263,19 @@ async def test_waiting_reports_finished_and_failed_jobs() -> None:
     assert failed.outcome is BulkOutcome.FAILED
     assert isinstance(failed.error, cj.JobFailedError)
     assert "boom" in str(failed.error)
+
+
+async def test_on_job_sees_each_create_answer_and_each_poll() -> None:
+    seen: dict[str, list[JobState]] = {}
+    async with emulator() as emu, session_for(emu) as session:
+        results = await run_all(
+            session, emu, "sleep", [{"seconds": 0.2}, {"seconds": 0.2}], wait=True,
+            poll=FAST_POLL, on_job=lambda job: seen.setdefault(job.job_id, []).append(job.state),
+        )  # fmt: skip
+    assert sorted(seen) == sorted(r.job_id for r in results if r.job_id)
+    for states in seen.values():
+        assert states[0] is JobState.PENDING  # the create's answer
+        assert JobState.RUNNING in states and states[-1] is JobState.FINISHED  # the polls
 
 
 # ----------------------------------------------------------------------------- ledger

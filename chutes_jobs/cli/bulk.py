@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import click
 from .._progress import BulkDisplay
 from ..bulk import BulkOutcome, BulkResult
 from ..errors import DownloadOutputsError, JobFailedError
-from ..models import Job, job_from_json
 from ..session import ChutesSession
 from ._app import command
 from ._exit import (
@@ -58,27 +56,6 @@ def read_inputs(source: str) -> list[dict[str, Any]]:
             )
         inputs.append(value)
     return inputs
-
-
-class WatchedSession(ChutesSession):
-    """A session that tells :attr:`on_job` about each job snapshot it receives.
-
-    The bulk command's live counters come from here: ``submit_many`` reports results only
-    when an input is done, while creates and polls show jobs being submitted and running.
-    """
-
-    on_job: Callable[[Job], None] | None = None
-
-    async def request(self, method: str, path: Any, **kwargs: Any) -> Any:
-        """:meth:`ChutesSession.request`, then report a Job answer to :attr:`on_job`."""
-        data = await super().request(method, path, **kwargs)
-        if self.on_job is not None and isinstance(data, dict) and "job_id" in data:
-            try:
-                job = job_from_json(data)
-            except Exception:  # the caller reads the same answer and reports it
-                return data
-            self.on_job(job)
-        return data
 
 
 def bulk_result_json(result: BulkResult) -> dict[str, Any]:
@@ -163,11 +140,12 @@ async def run_bulk(
     """Run ``submit_many``, printing each result as it comes and counting them."""
     tally = BulkTally()
     with BulkDisplay() as display:
-        session = WatchedSession.from_env(**session_settings(**conn))
-        session.on_job = lambda job: display.job_seen(job.job_id, job.state)
-        async with session:
+        async with ChutesSession.from_env(**session_settings(**conn)) as session:
             async for result in session.submit_many(
-                inputs=inputs, progress=display.transfer, **settings
+                inputs=inputs,
+                progress=display.transfer,
+                on_job=lambda job: display.job_seen(job.job_id, job.state),
+                **settings,
             ):
                 tally.add(result)
                 display.result_done(result.job_id, ok=result.ok)
