@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -51,6 +50,7 @@ from _common import (
 )
 
 from chutes_jobs import ChutesSession, OutputFile
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.polling import PollPolicy
 
 #: The subprocess clients read the API key from here (never from argv).
@@ -129,11 +129,6 @@ async def make_job(base: str, key: str, size: int) -> tuple[str, str, str]:
         return job.job_id, file.file_id, job.result["files"][FILENAME]
 
 
-def sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -178,7 +173,7 @@ def main() -> None:
 def check(out: Path, size: int, digest: str, verify: bool) -> None:
     assert out.stat().st_size == size, f"{out} holds {out.stat().st_size} bytes, not {size}"
     if verify:
-        assert sha256(out) == digest, "the downloaded bytes differ"
+        assert sha256_file(out) == digest, "the downloaded bytes differ"
     out.unlink()
 
 

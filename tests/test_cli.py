@@ -8,7 +8,6 @@ can read its request log and slow its downloads down; each command runs in a fre
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from chutes_jobs._progress import BulkDisplay, ProgressDisplay
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.emulator import downloads as emulator_downloads
 from chutes_jobs.models import JobState
@@ -134,10 +134,6 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: st
         assert needle in errors[0]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -200,7 +196,7 @@ def test_job_lifecycle_json(emu: EmulatorThread, tmp_path: Path) -> None:
     assert downloaded["job_id"] == job_id
     assert set(downloaded["paths"]) == {"file_000.bin", "sub/file_001.bin"}
     for name, digest in final["result"]["files"].items():
-        assert sha256(Path(downloaded["paths"][name])) == digest
+        assert sha256_file(Path(downloaded["paths"][name])) == digest
 
     deleted = as_json(cli("delete", job_id, "--json", emu=emu))
     assert deleted == {"job_id": job_id, "deleted": True}
@@ -239,7 +235,7 @@ def test_run_json(emu: EmulatorThread, tmp_path: Path) -> None:
     assert data["job"]["job_args"]["seed"] == 7
     assert sorted(data["paths"]) == ["file_000.bin", "sub/file_001.bin"]
     for name, digest in data["job"]["result"]["files"].items():
-        assert sha256(tmp_path / data["paths"][name]) == digest
+        assert sha256_file(tmp_path / data["paths"][name]) == digest
 
 
 def test_args_json_from_stdin(emu: EmulatorThread) -> None:
@@ -512,7 +508,7 @@ def test_ctrl_c_keeps_part_and_download_resumes(emu: EmulatorThread, tmp_path: P
 
     resumed = cli("download", job_id, "--out", str(tmp_path), "--json", emu=emu)
     assert resumed.returncode == 0, resumed.stderr
-    assert sha256(tmp_path / "file_000.bin") == digest
+    assert sha256_file(tmp_path / "file_000.bin") == digest
     assert not part.exists()
     ranges = [
         r.headers.get("Range")

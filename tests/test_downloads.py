@@ -7,7 +7,6 @@ final name, resume after a dropped connection, unsafe names refused while the re
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from chutes_jobs import (
     TransportError,
     UnsafePathError,
 )
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.errors import DownloadOutputsError, OutputMissingError
 from chutes_jobs.job import JobHandle
@@ -59,14 +59,6 @@ async def session(emu: Emulator) -> AsyncIterator[ChutesSession]:
 async def files_job(session: ChutesSession, sizes: list[int]) -> tuple[JobHandle, Job]:
     handle = await session.create_job("demo", "files", {"sizes": sizes})
     return handle, await handle.wait(poll=FAST_POLL)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(MIB):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tree(root: Path) -> list[str]:
@@ -115,7 +107,7 @@ async def test_download_outputs_lands_every_file_intact(
 
     assert paths == {name: tmp_path / "out" / name for name in expected}
     for name, path in paths.items():
-        assert await asyncio.to_thread(sha256, path) == expected[name]
+        assert await asyncio.to_thread(sha256_file, path) == expected[name]
     assert tree(tmp_path) == sorted(f"out/{name}" for name in expected)  # no .part left
     progress.assert_monotone_and_complete(
         {"file_000.bin": 1000, "file_001.bin": 64 * MIB, "sub/file_002.bin": 70_000}
@@ -139,7 +131,7 @@ async def test_no_clobber_unless_overwrite(session: ChutesSession, tmp_path: Pat
 
     paths = await handle.download_outputs(out, overwrite=True)
     for name, path in paths.items():
-        assert sha256(path) == job.result["files"][name]
+        assert sha256_file(path) == job.result["files"][name]
     assert tree(out) == ["file_000.bin", "sub/file_001.bin"]
 
 
@@ -164,7 +156,7 @@ async def test_cut_connection_resumes_with_range(
 
     path = await handle.download("file_000.bin", tmp_path / "f.bin", progress=progress)
 
-    assert sha256(path) == job.result["files"]["file_000.bin"]
+    assert sha256_file(path) == job.result["files"]["file_000.bin"]
     first, resumed = range_offsets(emu)
     assert first is None and resumed is not None and 0 < resumed <= 5 * MIB
     progress.assert_monotone_and_complete({"file_000.bin": 12 * MIB})
@@ -182,7 +174,7 @@ async def test_without_range_support_the_download_restarts(
         handle, job = await files_job(session, [12 * MIB])
         emu.faults.add("download", cut_after=5 * MIB)
         path = await handle.download("file_000.bin", tmp_path / "f.bin")
-        assert sha256(path) == job.result["files"]["file_000.bin"]
+        assert sha256_file(path) == job.result["files"]["file_000.bin"]
         first, second = range_offsets(emu)
         assert first is None and second is not None  # asked to resume, got 200: restarted
         assert path.stat().st_size == 12 * MIB
@@ -195,7 +187,7 @@ async def test_short_body_is_detected_and_retried(
     handle, job = await files_job(session, [3 * MIB])
     emu.faults.add("download", short_body=1000)
     path = await handle.download("file_000.bin", tmp_path / "f.bin")
-    assert sha256(path) == job.result["files"]["file_000.bin"]
+    assert sha256_file(path) == job.result["files"]["file_000.bin"]
     assert len(range_offsets(emu)) == 2
 
 
@@ -236,7 +228,7 @@ async def test_progress_renews_the_retry_budget(emu: Emulator, tmp_path: Path) -
         handle, job = await files_job(session, [20 * MIB])
         emu.faults.add("download", cut_after=6 * MIB, times=None)
         path = await handle.download("file_000.bin", tmp_path / "f.bin")
-        assert sha256(path) == job.result["files"]["file_000.bin"]
+        assert sha256_file(path) == job.result["files"]["file_000.bin"]
         offsets = range_offsets(emu)
         assert len(offsets) > 2  # more attempts than max_attempts: each one made progress
         assert offsets[1:] == sorted(o or 0 for o in offsets[1:])
@@ -261,7 +253,7 @@ async def test_cancelled_download_leaves_no_final_file_and_resumes(
     assert 0 < kept < 24 * MIB
 
     path = await handle.download("file_000.bin", dest)
-    assert sha256(path) == job.result["files"]["file_000.bin"]
+    assert sha256_file(path) == job.result["files"]["file_000.bin"]
     assert range_offsets(emu)[-1] == kept
     assert tree(tmp_path) == ["f.bin"]
 

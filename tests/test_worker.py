@@ -27,6 +27,7 @@ from chutes_jobs import (
     file_id_for,
 )
 from chutes_jobs import worker as worker_module
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.job import JobHandle
 from chutes_jobs.worker import UploadResult, UploadTargets
@@ -91,12 +92,7 @@ def sha(data: bytes) -> str:
 def stored_sha(emu: Emulator, job_id: str, name: str) -> str:
     """sha256 of what the emulator stored for an output file."""
     assert emu.data_dir is not None
-    blob = emu.data_dir / "blobs" / job_id / file_id_for(job_id, name)
-    digest = hashlib.sha256()
-    with blob.open("rb") as fh:
-        while block := fh.read(4 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(emu.data_dir / "blobs" / job_id / file_id_for(job_id, name))
 
 
 # ----------------------------------------------------------------------------- happy path
