@@ -150,6 +150,7 @@ class JobCreator:
                 args,
                 disk_gb=self.options.disk_gb,
                 retry_policy=self.create_policy,
+                fast_lane=True,
             )
         except asyncio.CancelledError:
             await self.on_create_cancelled(key, sent, unknown_row)
