@@ -199,6 +199,20 @@ async def test_a_429_with_retry_after_pauses_every_submitter_and_loses_nothing(
         assert len([t for t in arrivals if start < t < end]) < concurrency
 
 
+async def test_429_bursts_over_the_http1_pool_lose_and_duplicate_nothing() -> None:
+    """The same bursts with the session's own pool, so creates go over the HTTP/1.1 pool."""
+    async with emulator() as emu, session_for(emu) as session:
+        emu.faults.add("create", status=429, retry_after=0.2, times=4, after=40)
+        emu.faults.add("create", status=429, times=3, after=150)
+        results = await run_all(session, emu, "echo", ({"i": i} for i in range(300)))
+        await emu.wait_idle()
+
+    assert all(r.ok and r.outcome is BulkOutcome.SUBMITTED for r in results)
+    assert sorted(r.index for r in results) == list(range(300))
+    assert len({r.job_id for r in results}) == 300 == len(emu.store.jobs)
+    assert emu.counts["create"] == 300 + 4 + 3
+
+
 async def test_daily_quota_stops_the_batch_without_spinning(tmp_path: Path) -> None:
     quota, concurrency = 30, 8
     ledger = tmp_path / "run.db"

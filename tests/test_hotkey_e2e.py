@@ -48,3 +48,17 @@ async def test_unregistered_hotkey_is_refused_by_the_server(chutes_emulator: Emu
         with pytest.raises(AuthenticationError, match="Could not find user with hotkey"):
             await stranger.create_job("demo", "echo")
     assert chutes_emulator.counts["create"] == 1
+
+
+async def test_submit_many_creates_signed_by_the_hotkey(
+    chutes_emulator: Emulator, ss58: str
+) -> None:
+    """submit_many's creates go over the HTTP/1.1 pool: the emulator verifies each signature."""
+    user = chutes_emulator.add_user(username="signer", hotkey=ss58)
+    async with ChutesSession(base_url=chutes_emulator.base_url, hotkey=SEED) as signer:
+        inputs = ({"i": i} for i in range(20))
+        results = [r async for r in signer.submit_many("demo", "echo", inputs, concurrency=4)]
+    assert sorted(r.index for r in results if r.ok) == list(range(20))
+    owners = {chutes_emulator.job(r.job_id).user_id for r in results if r.job_id}
+    assert owners == {user.user_id}
+    assert chutes_emulator.counts["create"] == 20
