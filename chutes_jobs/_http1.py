@@ -76,6 +76,7 @@ class _Connection(asyncio.Protocol):
         self.size = 0
         self.closed = False
         self.keep_alive = True
+        self.headers_done = False
         self.idle_since = 0.0
         self.idle_expiry = IDLE_EXPIRY
         self.last_data = 0.0
@@ -110,10 +111,18 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.waiter is None:  # more bytes after the answer: the connection is not to be trusted
+            self.close()
+        self.headers_done = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
 
     def on_body(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -137,7 +146,7 @@ class _Connection(asyncio.Protocol):
         try:
             waiter.set_result(Http1Answer(status, headers, _decoded(body, headers)))
         except _Failure as failure:
-            self.keep_alive = False
+            self.close()
             waiter.set_exception(failure)
 
     # -- the exchange --------------------------------------------------------------------------
@@ -145,7 +154,8 @@ class _Connection(asyncio.Protocol):
     def reads_until_close(self) -> bool:
         """Whether the answer under way is framed by the end of the connection."""
         return (
-            self.parser.get_status_code() >= 200
+            self.headers_done
+            and self.parser.get_status_code() >= 200
             and "content-length" not in self.headers
             and "transfer-encoding" not in self.headers
         )
@@ -191,17 +201,24 @@ class _Connection(asyncio.Protocol):
 
 
 def _decoded(body: bytes, headers: Mapping[str, str]) -> bytes:
-    """``body`` without its Content-Encoding (gzip and deflate; identity is asked for)."""
+    """``body`` without its Content-Encoding (gzip and deflate; identity is asked for), and
+    no larger than :data:`MAX_ANSWER_BYTES` once decoded."""
     coding = headers.get("content-encoding", "identity").strip().lower()
     if coding == "identity" or not body:
         return body
     wbits = _DECODERS.get(coding)
     if wbits is None:
         raise _Failure(f"the answer has the unsupported Content-Encoding {coding!r}")
+    decoder = zlib.decompressobj(wbits)
     try:
-        return zlib.decompress(body, wbits)
+        decoded = decoder.decompress(body, MAX_ANSWER_BYTES + 1)
     except zlib.error as exc:
         raise _Failure(f"the {coding} answer cannot be decoded ({exc})") from None
+    if len(decoded) > MAX_ANSWER_BYTES:
+        raise _Failure(f"the answer is larger than {MAX_ANSWER_BYTES} bytes once decoded")
+    if not decoder.eof:
+        raise _Failure(f"the {coding} answer cannot be decoded (it is cut short)")
+    return decoded
 
 
 class Http1Pool:
