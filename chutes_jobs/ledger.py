@@ -24,12 +24,14 @@ has is accepted (so a write whose caller was cancelled can safely be re-issued);
 with different data is refused.
 
 How it works: one dedicated thread owns the one ``sqlite3`` connection, so the event loop never
-touches the disk. Every call is a request queued to that thread; the thread takes everything
+touches the disk. Every call is a request queued to that thread (the calls of one event-loop
+iteration are handed over together, one wake-up for them all); the thread takes everything
 pending, runs all writes in ONE transaction (each in its own savepoint, so a refused or failing
 write affects only its caller), commits once (WAL, ``synchronous=FULL``: durable on return),
 then resolves every caller. Under load, many concurrent callers share one fsync (group commit).
 
-Cancellation: a write is queued when its call starts; cancelling the awaiting coroutine only
+Cancellation: a write is queued when its call starts (handed to the thread at the end of that
+loop iteration, whatever happens to the caller meanwhile); cancelling the awaiting coroutine only
 stops the waiting. The write is still applied atomically (or refused) exactly as if the caller
 had waited. :meth:`Ledger.close` drains every queued write before it returns.
 
@@ -335,13 +337,16 @@ class _DbThread:
         self.commits = 0
         self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue: queue.SimpleQueue[_Request[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Request[Any]] | None] = queue.SimpleQueue()
+        #: Requests taken from the queue beyond ``max_batch``: the next batch starts with them.
+        self._carry: list[_Request[Any]] = []
+        self._stop_seen = False
         self._thread = threading.Thread(target=self._main, name="chutes-jobs-ledger", daemon=True)
         self._thread.start()
 
-    def submit(self, request: _Request[Any] | None) -> None:
-        """Queue a request (None: close the connection once everything before it is done)."""
-        self._queue.put(request)
+    def submit(self, requests: list[_Request[Any]] | None) -> None:
+        """Queue requests (None: close the connection once everything before it is done)."""
+        self._queue.put(requests)
 
     def _main(self) -> None:
         try:
@@ -364,18 +369,20 @@ class _DbThread:
                 return
 
     def _next_batch(self) -> tuple[list[_Request[Any]], bool]:
-        """Block for one request, then take whatever else is already pending."""
-        batch: list[_Request[Any]] = []
-        item = self._queue.get()
-        while item is not None:
-            batch.append(item)
-            if len(batch) >= self.max_batch:
-                return batch, False
+        """Block for requests, then take what else is pending, up to ``max_batch``; and
+        whether the connection is to be closed after this batch."""
+        batch = self._carry
+        while not self._stop_seen and len(batch) < self.max_batch:
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(block=not batch)
             except queue.Empty:
-                return batch, False
-        return batch, True
+                break
+            if item is None:
+                self._stop_seen = True
+            else:
+                batch += item
+        self._carry = batch[self.max_batch :]
+        return batch[: self.max_batch], self._stop_seen and not self._carry
 
     def _run_batch(self, conn: _Connection, batch: list[_Request[Any]]) -> None:
         writes = [r for r in batch if r.write]
@@ -460,6 +467,8 @@ class Ledger:
         """Use :meth:`open`."""
         self._db = db
         self._closed = False
+        #: Requests of this event-loop iteration, handed to the thread together.
+        self._buffer: list[_Request[Any]] = []
 
     @classmethod
     async def open(
@@ -496,6 +505,7 @@ class Ledger:
         """Apply every queued write, then close the file. Idempotent."""
         if not self._closed:
             self._closed = True
+            self._flush()
             self._db.submit(None)
         await asyncio.shield(asyncio.wrap_future(self._db.stopped))
 
@@ -575,5 +585,14 @@ class Ledger:
             raise LedgerError(f"ledger {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._db.submit(_Request(work, write, future, loop))
+        if not self._buffer:
+            loop.call_soon(self._flush)
+        self._buffer.append(_Request(work, write, future, loop))
         return await future
+
+    def _flush(self) -> None:
+        """Hand the buffered requests to the thread: one wake-up per loop iteration, not one
+        per call (the thread's hand-over costs more than the work of most requests)."""
+        requests, self._buffer = self._buffer, []
+        if requests:
+            self._db.submit(requests)

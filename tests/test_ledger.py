@@ -309,6 +309,18 @@ async def test_max_batch_1_commits_every_write(db_path: Path) -> None:
         assert ledger.commit_count == 20
 
 
+@pytest.mark.parametrize(("max_batch", "commits"), [(1024, 1), (100, 3), (7, 43)])
+async def test_writes_of_one_loop_iteration_are_handed_over_together(
+    db_path: Path, max_batch: int, commits: int
+) -> None:
+    """300 writes started in one iteration reach the thread as one hand-over: one commit,
+    or as many as ``max_batch`` asks for (the rest carried to the next batch)."""
+    async with await Ledger.open(db_path, max_batch=max_batch) as ledger:
+        await asyncio.gather(*(ledger.mark_creating(f"k{i}", i) for i in range(300)))
+        assert ledger.commit_count == commits
+        assert (await ledger.counts())[S.CREATING] == 300
+
+
 async def test_event_loop_keeps_running_during_a_large_batch(ledger: Ledger) -> None:
     ticks = 0
 
