@@ -57,11 +57,15 @@ class Http1Answer:
 
 
 class _Failure(Exception):
-    """How an exchange failed, before it is told in the caller's terms."""
+    """How an exchange failed, before it is told in the caller's terms.
 
-    def __init__(self, what: str, *, timeout: bool = False) -> None:
+    ``not_sent``: the request provably never left (the connection was gone before it).
+    """
+
+    def __init__(self, what: str, *, timeout: bool = False, not_sent: bool = False) -> None:
         super().__init__(what)
         self.timeout = timeout
+        self.not_sent = not_sent
 
 
 class _Connection(asyncio.Protocol):
@@ -169,6 +173,8 @@ class _Connection(asyncio.Protocol):
     def start(self, request: bytes) -> asyncio.Future[Http1Answer]:
         """Write ``request``; the future is its answer."""
         assert self.transport is not None
+        if self.closed or self.transport.is_closing():  # closed by the server since connecting
+            raise _Failure("the connection closed before the request was sent", not_sent=True)
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         self.last_data = loop.time()
@@ -390,4 +396,6 @@ class Http1Pool:
     def _error(failure: _Failure, method: str, url: yarl.URL) -> TransportError:
         where = f"{method} {redact_url(url)}"
         error_type = RequestTimeoutError if failure.timeout else TransportError
-        return error_type(f"{where}: {failure}", method=method, url=str(url))
+        return error_type(
+            f"{where}: {failure}", method=method, url=str(url), connect_failed=failure.not_sent
+        )

@@ -915,6 +915,46 @@ async def test_fast_lane_refused_create_is_resent(
     assert len(fake_time.sleeps) == 2
 
 
+def close_the_first_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race of a server closing a connection just made, before the request goes out."""
+    connect = Http1Pool._connect
+    closed: list[bool] = []
+
+    async def connect_then_lose(self: Http1Pool, *args: Any) -> Any:
+        connection = await connect(self, *args)
+        if not closed:
+            closed.append(True)
+            connection.close()
+        return connection
+
+    monkeypatch.setattr(Http1Pool, "_connect", connect_then_lose)
+
+
+async def test_a_connection_closed_before_the_request_went_out_is_connect_failed(
+    serve: Serve, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    close_the_first_new_connection(monkeypatch)
+    server = await serve(answering())
+    pool = make_pool(server.url)
+    with pytest.raises(TransportError, match="closed before the request was sent") as info:
+        await post(pool, server)
+    assert info.value.connect_failed  # provably not sent: safe to send again
+    assert (await post(pool, server)).status == 200
+    assert len(server.requests) == 1
+
+
+async def test_fast_lane_create_not_sent_is_resent(
+    serve: Serve, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    close_the_first_new_connection(monkeypatch)
+    server = await serve(answering())
+    async with session_for(server, retry_policy=fake_time.policy(max_attempts=3)) as session:
+        job = await create(session)
+    assert job["job_id"]
+    assert len(server.requests) == 1  # one create reached the server: one job
+    assert len(fake_time.sleeps) == 1
+
+
 async def test_fast_lane_429_is_a_rate_limit_error_with_retry_after(
     serve: Serve, fake_time: FakeTime
 ) -> None:
