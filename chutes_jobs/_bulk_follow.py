@@ -65,7 +65,7 @@ class JobFollower:
         previous = handle.job
         while True:
             async with self.poll_gate:
-                job = await handle.refresh()
+                job = await handle.refresh(fast_lane=True)
             if self.options.on_job is not None:
                 self.options.on_job(job)
             if job.is_finished:

@@ -197,9 +197,14 @@ class JobHandle:
 
     # -- user side ---------------------------------------------------------------------------
 
-    async def refresh(self) -> Job:
-        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
-        data = await self._session.request("GET", self.path, kind=CallKind.READ)
+    async def refresh(self, *, fast_lane: bool = False) -> Job:
+        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it.
+
+        ``fast_lane`` sends it over the session's HTTP/1.1 pool (see ``ChutesSession.request``).
+        """
+        data = await self._session.request(
+            "GET", self.path, kind=CallKind.READ, fast_lane=fast_lane
+        )
         self._job = job_from_answer(data, "GET", self.path)
         return self._job
 
