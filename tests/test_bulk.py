@@ -412,6 +412,52 @@ async def test_an_unanswered_create_is_unknown_and_resubmitted_only_on_request(
     assert await ledger_states(ledger) == {LedgerState.SUBMITTED: 6}
 
 
+@pytest.mark.parametrize(
+    ("fault", "billed"),
+    [
+        ({"drop_after_handling": True}, True),  # created, the answer never sent
+        ({"short_body": 10}, True),  # created, the answer cut short
+        ({"cut_after": 3}, False),  # the request cut while being read
+        ({"hang": True}, False),  # no answer before the read timeout
+        ({"status": 500}, False),  # a bare 500: the server may have acted
+        ({"status": 502, "html": True}, False),  # a proxy's error page
+    ],
+    ids=["dropped", "short-answer", "cut-request", "hang", "500", "502-html"],
+)
+async def test_a_create_that_may_have_reached_the_server_is_unknown_never_resent(
+    tmp_path: Path, fault: dict[str, Any], billed: bool
+) -> None:
+    """Every way the HTTP/1.1 pool can lose a create's answer: the input is ``unknown`` in
+    the results and the ledger, the create is sent once, the others go on."""
+    ledger = tmp_path / "run.db"
+    async with emulator() as emu:
+        emu.faults.add("create", after=2, **fault)
+        async with cj.ChutesSession(
+            base_url=emu.base_url, api_key=emu.api_key, read_timeout=0.3
+        ) as session:
+            results = await run_all(
+                session, emu, "echo", [{"i": i} for i in range(5)], concurrency=1, ledger=ledger
+            )
+        await emu.wait_idle()
+
+    assert emu.counts["create"] == 5  # nothing re-sent
+    assert len(emu.store.jobs) == 4 + billed
+    [unknown] = [r for r in results if not r.ok]
+    assert unknown.index == 2 and unknown.outcome is BulkOutcome.UNKNOWN
+    assert isinstance(unknown.error, UnknownCreateError)
+    assert {r.outcome for r in results if r.ok} == {BulkOutcome.SUBMITTED}
+    assert await ledger_states(ledger) == {LedgerState.SUBMITTED: 4, LedgerState.UNKNOWN: 1}
+
+
+async def test_a_503_before_acting_is_sent_again_over_the_http1_pool() -> None:
+    async with emulator() as emu, session_for(emu) as session:
+        emu.faults.add("create", status=503, retry_after=0.05, times=2, after=1)
+        results = await run_all(session, emu, "echo", [{"i": i} for i in range(3)])
+        await emu.wait_idle()
+    assert all(r.ok for r in results)
+    assert emu.counts["create"] == 5 and len(emu.store.jobs) == 3
+
+
 async def test_downloads_land_under_the_job_id_and_are_not_repeated(tmp_path: Path) -> None:
     ledger, out = tmp_path / "run.db", tmp_path / "out"
     inputs = [{"count": 2, "size": 3000, "seed": i} for i in range(4)]
