@@ -261,6 +261,8 @@ class Http1Pool:
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[_Connection] = []
         self._closed = False
+        #: The event loop the connections belong to (the pool is made in a running loop).
+        self.loop = asyncio.get_running_loop()
 
     def serves(self, url: yarl.URL) -> bool:
         """Whether ``url`` is on this pool's origin."""
@@ -294,9 +296,11 @@ class Http1Pool:
     async def close(self) -> None:
         """Close the idle connections; connections in use close when their exchange ends."""
         self._closed = True
-        for connection in self._idle:
+        idle, self._idle = self._idle, []
+        if self.loop.is_closed():  # left by an earlier asyncio.run: gone with its loop
+            return
+        for connection in idle:
             connection.close()
-        self._idle.clear()
 
     # -- connections ---------------------------------------------------------------------------
 

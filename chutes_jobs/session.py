@@ -9,6 +9,7 @@ call's :class:`~chutes_jobs.CallKind`, and decodes the JSON answer.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import ipaddress
@@ -565,7 +566,9 @@ class ChutesSession:
         """
         if self._external_session is not None:
             return None
-        if self._http1 is None:
+        # A pool left open by an earlier event loop (asyncio.run per batch) holds connections
+        # this loop cannot use: start afresh.
+        if self._http1 is None or self._http1.loop is not asyncio.get_running_loop():
             self._http1 = Http1Pool(
                 self.base_url.origin(),
                 limit=self.connection_limit,

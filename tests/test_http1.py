@@ -13,7 +13,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
 import pytest
@@ -1048,3 +1048,43 @@ async def test_closing_the_session_closes_the_lanes_idle_connections(serve: Serv
         assert server.eofs == 0
     await until(lambda: server.eofs == 1)
     assert server.open == 0
+
+
+def test_one_session_creates_across_event_loops() -> None:
+    """A session used by one ``asyncio.run`` after another (not closed in between): each loop
+    gets connections of its own, over one keep-alive connection per loop."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        peers: ClassVar[set[int]] = set()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            Handler.peers.add(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(JOB)))
+            self.end_headers()
+            self.wfile.write(JOB)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    session = ChutesSession(base_url=f"http://127.0.0.1:{server.server_port}", api_key=API_KEY)
+
+    async def two_creates() -> list[Any]:
+        return [await create(session), await create(session)]
+
+    try:
+        first = asyncio.run(two_creates())
+        second = asyncio.run(two_creates())
+        asyncio.run(session.close())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [job["job_id"] for job in first + second] == ["2f0c7e8e"] * 4
+    assert len(Handler.peers) == 2  # one connection per loop, kept alive within it
