@@ -642,7 +642,7 @@ async def test_the_exact_request_bytes(serve: Serve, make_pool: MakePool) -> Non
     assert server.connections == 1
 
 
-def test_the_pool_serves_its_origin_only() -> None:
+async def test_the_pool_serves_its_origin_only() -> None:
     pool = Http1Pool(
         yarl.URL("https://api.example.test"),
         limit=1,
