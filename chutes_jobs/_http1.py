@@ -71,7 +71,8 @@ class _Failure(Exception):
 class _Connection(asyncio.Protocol):
     """One keep-alive connection, carrying one exchange at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[Http1Answer] | None = None
@@ -96,7 +97,7 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: the connection is not to be trusted
             self.close()
             return
-        self.last_data = asyncio.get_running_loop().time()
+        self.last_data = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -175,9 +176,8 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         if self.closed or self.transport.is_closing():  # closed by the server since connecting
             raise _Failure("the connection closed before the request was sent", not_sent=True)
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        self.last_data = loop.time()
+        self.waiter = self.loop.create_future()
+        self.last_data = self.loop.time()
         self.transport.write(request)
         return self.waiter
 
@@ -277,19 +277,17 @@ class Http1Pool:
     ) -> Http1Answer:
         """One request, one whole answer (any status): never re-sent.
 
-        Raises :class:`~chutes_jobs.TransportError` (``connect_failed`` when no connection
-        could be made) or :class:`~chutes_jobs.RequestTimeoutError`.
+        Raises :class:`~chutes_jobs.TransportError` (``connect_failed`` when the request
+        provably never left: no connection, or one closed before it was written) or
+        :class:`~chutes_jobs.RequestTimeoutError`.
         """
         request = self._request_bytes(method, url, headers, body)
         async with self._slots:
-            connection = await self._connection(method, url)
             try:
+                connection = await self._connection()
                 answer = await self._exchange(connection, request)
             except _Failure as failure:
                 raise self._error(failure, method, url) from None
-            except BaseException:  # cancelled mid-exchange: the answer would arrive unasked
-                connection.close()
-                raise
             self._release(connection)
             return answer
 
@@ -304,46 +302,37 @@ class Http1Pool:
 
     # -- connections ---------------------------------------------------------------------------
 
-    async def _connection(self, method: str, url: yarl.URL) -> _Connection:
+    async def _connection(self) -> _Connection:
         """An idle connection still fresh, or a new one."""
         if self._closed:
             raise ConfigurationError("the session is closed")
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         while self._idle:
             connection = self._idle.pop()
             if connection.reusable(now):
                 return connection
             connection.close()
-        return await self._connect(method, url)
+        return await self._connect()
 
-    async def _connect(self, method: str, url: yarl.URL) -> _Connection:
-        where = f"{method} {redact_url(url)}"
-        loop = asyncio.get_running_loop()
+    async def _connect(self) -> _Connection:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, connection = await loop.create_connection(
-                    _Connection,
+                _, connection = await self.loop.create_connection(
+                    lambda: _Connection(self.loop),
                     self.host,
                     self.port,
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl is not None else None,
                 )
         except TimeoutError:
-            raise RequestTimeoutError(
-                f"{where}: timed out connecting", method=method, url=str(url), connect_failed=True
-            ) from None
+            raise _Failure("timed out connecting", timeout=True, not_sent=True) from None
         except OSError as exc:  # refused, unreachable, name not found, TLS refused
-            raise TransportError(
-                f"{where}: could not connect: {exc}",
-                method=method,
-                url=str(url),
-                connect_failed=True,
-            ) from None
+            raise _Failure(f"could not connect: {exc}", not_sent=True) from None
         return connection
 
     def _release(self, connection: _Connection) -> None:
         if connection.keep_alive and not connection.closed and not self._closed:
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = self.loop.time()
             self._idle.append(connection)
         else:
             connection.close()
@@ -374,6 +363,9 @@ class Http1Pool:
             self._arm_timer(connection, deadline)
         try:
             return await waiter
+        except asyncio.CancelledError:  # the answer would arrive unasked: drop the connection
+            connection.close()
+            raise
         finally:
             if connection.timer is not None:
                 connection.timer.cancel()
@@ -383,14 +375,13 @@ class Http1Pool:
         """Wake at the earlier of the deadline and the read timeout (re-armed, not reset, on
         every arrival: data arriving costs nothing)."""
         when = min(deadline, connection.last_data + self._read_timeout)
-        loop = asyncio.get_running_loop()
-        connection.timer = loop.call_at(when, self._on_timer, connection, deadline)
+        connection.timer = self.loop.call_at(when, self._on_timer, connection, deadline)
 
     def _on_timer(self, connection: _Connection, deadline: float) -> None:
         connection.timer = None
         if connection.waiter is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         if now >= deadline or now - connection.last_data >= self._read_timeout:
             connection.fail(_Failure("timed out waiting for the answer", timeout=True))
         else:
