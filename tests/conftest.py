@@ -55,3 +55,19 @@ def http_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
     monkeypatch.setattr(aioresponses_core, "ClientResponse", _MockedResponse)
     with aioresponses() as mocked:
         yield mocked
+
+
+@pytest.fixture
+def http1_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The method of every request sent over an HTTP/1.1 pool (``Http1Pool.send``), in order."""
+    from chutes_jobs._http1 import Http1Pool
+
+    sent: list[str] = []
+    send = Http1Pool.send
+
+    async def recorded(self: Http1Pool, method: str, *args: Any) -> Any:
+        sent.append(method)
+        return await send(self, method, *args)
+
+    monkeypatch.setattr(Http1Pool, "send", recorded)
+    return sent

@@ -16,7 +16,6 @@ import pytest
 
 import chutes_jobs as cj
 from chutes_jobs import bulk
-from chutes_jobs._http1 import Http1Pool
 from chutes_jobs.bulk import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.ledger import Ledger, LedgerState
@@ -280,24 +279,16 @@ async def test_waiting_reports_finished_and_failed_jobs() -> None:
     assert "boom" in str(failed.error)
 
 
-async def test_creates_and_polls_go_over_the_http1_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_creates_and_polls_go_over_the_http1_pool(http1_sends: list[str]) -> None:
     """On the session's own connections, every create and every poll the emulator saw came
     over the HTTP/1.1 pool."""
-    sent: list[str] = []
-    send = Http1Pool.send
-
-    async def recorded(self: Http1Pool, method: str, *args: Any) -> Any:
-        sent.append(method)
-        return await send(self, method, *args)
-
-    monkeypatch.setattr(Http1Pool, "send", recorded)
     async with emulator() as emu, session_for(emu) as session:
         inputs = [{"i": i} for i in range(5)]
         results = await run_all(session, emu, "echo", inputs, wait=True, poll=FAST_POLL)
         gets = emu.counts["get"]
     assert {r.outcome for r in results} == {BulkOutcome.FINISHED}
-    assert sent.count("POST") == 5 == emu.counts["create"]
-    assert sent.count("GET") == gets >= 5
+    assert http1_sends.count("POST") == 5 == emu.counts["create"]
+    assert http1_sends.count("GET") == gets >= 5
 
 
 async def test_on_job_sees_each_create_answer_and_each_poll() -> None:

@@ -894,16 +894,8 @@ async def test_fast_lane_read_timeout_on_create_is_not_resent(
 
 
 async def test_fast_lane_refused_create_is_resent(
-    fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+    fake_time: FakeTime, http1_sends: list[str]
 ) -> None:
-    sends: list[str] = []
-    send = Http1Pool.send
-
-    async def counted(self: Http1Pool, method: str, *args: Any) -> Http1Answer:
-        sends.append(method)
-        return await send(self, method, *args)
-
-    monkeypatch.setattr(Http1Pool, "send", counted)
     base = f"http://127.0.0.1:{closed_port()}"
     policy = fake_time.policy(max_attempts=3)
     async with ChutesSession(base_url=base, api_key=API_KEY, retry_policy=policy) as session:
@@ -911,7 +903,7 @@ async def test_fast_lane_refused_create_is_resent(
             await create(session)
     assert info.value.connect_failed
     assert info.value.attempts == 3
-    assert sends == ["POST"] * 3
+    assert http1_sends == ["POST"] * 3
     assert len(fake_time.sleeps) == 2
 
 
