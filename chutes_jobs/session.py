@@ -202,10 +202,10 @@ async def _status_error(
     response: aiohttp.ClientResponse, method: str, url: yarl.URL
 ) -> APIStatusError:
     raw = await _read_capped(response, ERROR_BODY_LIMIT)
-    return status_error(response.status, response.headers, raw, method, url)
+    return _answer_error(response.status, response.headers, raw, method, url)
 
 
-def status_error(
+def _answer_error(
     status: int, headers: Mapping[str, str], raw: bytes, method: str, url: yarl.URL
 ) -> APIStatusError:
     """The :class:`APIStatusError` subclass for an error answer (``raw``: its body).
@@ -229,7 +229,7 @@ def _log_answer(status: int, method: str, url: yarl.URL) -> None:
         logger.debug("%s %s -> HTTP %d", method, redact_url(url), status)
 
 
-def json_answer(raw: bytes, status: int, content_type: str, method: str, url: yarl.URL) -> Any:
+def _json_answer(raw: bytes, status: int, content_type: str, method: str, url: yarl.URL) -> Any:
     """The decoded JSON of a 2xx answer's body ``raw``; :class:`ProtocolError` if it is not."""
     try:
         return jsonlib.loads(raw)
@@ -550,7 +550,7 @@ class ChutesSession:
                     if not 200 <= response.status < 300:
                         raise await _status_error(response, method, target)
                     raw = await response.read()
-                    return json_answer(raw, response.status, response.content_type, method, url)
+                    return _json_answer(raw, response.status, response.content_type, method, url)
             except ChutesError:
                 raise
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -668,8 +668,8 @@ async def _send_json_http1(
     answer = await pool.send(method, target, headers, body)
     _log_answer(answer.status, method, target)
     if not 200 <= answer.status < 300:
-        raise status_error(answer.status, answer.headers, answer.body, method, target)
-    return json_answer(answer.body, answer.status, answer.content_type, method, url)
+        raise _answer_error(answer.status, answer.headers, answer.body, method, target)
+    return _json_answer(answer.body, answer.status, answer.content_type, method, url)
 
 
 def _signable_bytes(body: Any) -> bytes | None:
