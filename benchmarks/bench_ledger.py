@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chutes_jobs.ledger import Ledger
+from chutes_jobs.bulk.ledger import Ledger
 
 
 async def _writer(ledger: Ledger, keys: list[str]) -> None:

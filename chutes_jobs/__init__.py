@@ -31,9 +31,8 @@ from .errors import (
 from .job import JobHandle
 from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
 from .polling import PollPolicy
-from .report import run_and_report
 from .retry import CallKind, RetryPolicy
-from .session import ChutesSession
+from .session import ChutesSession, run_and_report
 from .transfer import ProgressCallback, TransferProgress
 from .worker import UploadReport, UploadResult, UploadTargets
 

@@ -1,17 +1,17 @@
 """Downloading a job's output files: retried, resumed, atomic, bounded in concurrency.
 
 One file goes to ``name.part`` (see :mod:`chutes_jobs.transfer`) and is renamed once complete.
-Retries follow the session's :class:`~chutes_jobs.RetryPolicy` for transfers, with one twist:
-an attempt that leaves the ``.part`` longer than any attempt before it made progress, and
-progress renews the budget (attempt count and deadline). A multi-GB file over a link that drops
-now and then still arrives; a failure that keeps happening at the same spot still ends.
+Retries follow the session's :class:`~chutes_jobs.RetryPolicy` for transfers, with progress
+measured by the ``.part`` file's size: an attempt that leaves it longer than any attempt before
+renews the budget (attempt count and deadline; :meth:`RetryPolicy.run`'s ``progress``). A
+multi-GB file over a link that drops now and then still arrives; a failure that keeps happening
+at the same spot still ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from .errors import (
     UnsafePathError,
 )
 from .models import Job, OutputFile
-from .retry import CallKind, RetryPolicy
+from .retry import CallKind
 from .transfer import (
     PART_SUFFIX,
     ProgressCallback,
@@ -42,7 +42,7 @@ from .transfer import (
 )
 
 if TYPE_CHECKING:
-    from .session import ChutesSession
+    from ._http import Transport
 
 __all__ = ["download_all", "download_file", "download_path"]
 
@@ -57,7 +57,7 @@ def download_path(job_id: str, file_id: str) -> str:
 
 
 async def download_file(
-    session: ChutesSession,
+    session: Transport,
     job_id: str,
     file: OutputFile,
     dest: Path,
@@ -72,7 +72,7 @@ async def download_file(
     part = part_path_for(dest)
     url = session.url(download_path(job_id, file.file_id))
 
-    async def attempt() -> None:
+    async def attempt(_number: int) -> None:
         try:
             await _fetch_into(session, url, part, file.filename, progress)
         except APIStatusError as exc:
@@ -83,14 +83,14 @@ async def download_file(
             await _fetch_into(session, url, part, file.filename, progress)
 
     await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    await _retry_while_progressing(session.retry_policy, part, file.filename, attempt)
+    await session.retry_policy.run(CallKind.TRANSFER, attempt, progress=lambda: _part_size(part))
     await finalize(part, dest, overwrite=overwrite, fsync=fsync)
     log.info("downloaded %s to %s", file.filename, dest)
     return dest
 
 
 async def _fetch_into(
-    session: ChutesSession,
+    session: Transport,
     url: yarl.URL,
     part: Path,
     filename: str,
@@ -109,63 +109,17 @@ async def _fetch_into(
     await asyncio.to_thread(check_complete, part, total)
 
 
-def _part_size(part: Path) -> int:
+async def _part_size(part: Path) -> int:
+    """How many bytes the ``.part`` holds: the progress of a download's attempts."""
     try:
-        return part.stat().st_size
+        stat = await asyncio.to_thread(part.stat)
     except FileNotFoundError:
         return 0
-
-
-async def _retry_while_progressing(
-    policy: RetryPolicy, part: Path, filename: str, attempt: Callable[[], Awaitable[None]]
-) -> None:
-    """Run ``attempt`` under ``policy`` (as a transfer); progress renews the retry budget.
-
-    The raised error's ``attempts`` counts every attempt made for this file.
-    """
-    high_water = await asyncio.to_thread(_part_size, part)
-    started = policy.monotonic()
-    failures = 0  # consecutive attempts without progress, this one included
-    attempts = 0
-    while True:
-        attempts += 1
-        failures += 1
-        try:
-            await attempt()
-            return
-        except ChutesError as error:
-            error.attempts = attempts
-            size = await asyncio.to_thread(_part_size, part)
-            if size > high_water:
-                high_water, failures, started = size, 1, policy.monotonic()
-            delay = _delay_before_retry(policy, failures, error, started)
-            if delay is None:
-                raise
-            log.warning(
-                "download of %r: attempt %d failed (%s); %d bytes kept, retrying in %.2f s",
-                filename,
-                attempts,
-                error,
-                size,
-                delay,
-            )
-        await policy.sleep(delay)
-
-
-def _delay_before_retry(
-    policy: RetryPolicy, failures: int, error: ChutesError, started: float
-) -> float | None:
-    """The wait before the next attempt, or ``None`` when ``error`` must be raised."""
-    if failures >= policy.max_attempts or not policy.should_retry(CallKind.TRANSFER, error):
-        return None
-    delay = policy.backoff(failures, error)
-    if policy.deadline is not None and delay >= policy.deadline - (policy.monotonic() - started):
-        return None
-    return delay
+    return stat.st_size
 
 
 async def download_all(
-    session: ChutesSession,
+    session: Transport,
     job: Job,
     dest_dir: Path,
     *,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIStatusError",
+    "AnswerTooLargeError",
     "AuthenticationError",
     "BadRequestError",
     "ChutesError",
@@ -25,17 +26,21 @@ __all__ = [
     "ConflictError",
     "DeleteFailedError",
     "DownloadOutputsError",
+    "DuplicateInputError",
     "IncompleteTransferError",
     "JobFailedError",
     "JobTimeoutError",
+    "LedgerError",
     "NotFoundError",
     "OutputMissingError",
     "PermissionDeniedError",
     "ProtocolError",
+    "QuotaExceededError",
     "RateLimitError",
     "RequestTimeoutError",
     "ServerError",
     "TransportError",
+    "UnknownCreateError",
     "UnsafePathError",
     "ValidationError",
     "error_for_status",
@@ -77,6 +82,14 @@ class TransportError(ChutesError):
         self.url = redact(url)
         self.connect_failed = connect_failed
         super().__init__(message)
+
+
+class AnswerTooLargeError(TransportError):
+    """The answer's body is larger than the library accepts (``MAX_ANSWER_BYTES``, 32 MiB).
+
+    The same answer would come again, so the call is not retried. The request did reach the
+    server: a create that ends with this error may have created its job.
+    """
 
 
 class RequestTimeoutError(TransportError, TimeoutError):
@@ -294,3 +307,25 @@ def _validation_entry_text(entry: Any) -> str:
         return str(entry)
     loc = ".".join(str(p) for p in entry.get("loc", []))
     return f"{loc}: {entry.get('msg', '')}" if loc else str(entry.get("msg", ""))
+
+
+# -- submit_many and its ledger ------------------------------------------------------------------
+
+
+class QuotaExceededError(ChutesError):
+    """The daily job quota is exhausted: this input was not submitted."""
+
+
+class UnknownCreateError(ChutesError):
+    """A create's answer was lost: a job may exist (and be billed) for this input.
+
+    It is never re-sent on its own; pass ``resubmit_unknown=True`` once you have checked.
+    """
+
+
+class DuplicateInputError(ConfigurationError):
+    """Another input of this run with the same key is still in progress; this one was skipped."""
+
+
+class LedgerError(ChutesError):
+    """The ledger refused an operation: an illegal transition, a closed or incompatible file."""

@@ -2,147 +2,58 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import re
 from collections.abc import AsyncIterator, Mapping
-from numbers import Real
+from contextlib import aclosing
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import attrs
-
 from . import downloads, report, worker
+from ._job_args import DISK_GB_MAX as DISK_GB_MAX
+from ._job_args import DISK_GB_MIN as DISK_GB_MIN
+from ._job_args import create_body, create_path, segment
 from .errors import (
     ConfigurationError,
     DeleteFailedError,
     JobFailedError,
-    JobTimeoutError,
     NotFoundError,
     OutputMissingError,
     ServerError,
 )
 from .models import Job, OutputFile, job_from_answer
-from .polling import PollPolicy
+from .polling import PollPolicy, poll_job
 from .retry import CallKind, RetryPolicy
 from .transfer import ProgressCallback
 
 if TYPE_CHECKING:
-    from .session import ChutesSession
+    from ._http import Transport
     from .worker import UploadReport, UploadResult, UploadTargets
 
-__all__ = ["JobHandle", "create_job"]
+__all__ = ["DISK_GB_MAX", "DISK_GB_MIN", "JobHandle", "create_job", "segment"]
 
 log = logging.getLogger("chutes_jobs")
 
-DISK_GB_MIN = 10  # exclusive, as the server checks
-DISK_GB_MAX = 1000  # exclusive
-
-#: Characters ``quote(value, safe="")`` never changes (RFC 3986 unreserved).
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
-_DOTS = frozenset({".", ".."})
-
-
-def segment(value: str, what: str) -> str:
-    """``value`` checked and quoted as one URL path segment.
-
-    Refused before sending: ``/`` (the server decodes ``%2F`` before routing, so a quoted
-    slash still lands on another route: ``x/download/y`` as a job id would be a download),
-    and ``.``/``..`` (URL normalization turns them into another path, quoted or not).
-    """
-    if type(value) is str and _UNRESERVED.fullmatch(value) and value not in _DOTS:
-        return value  # the common case (ids, method names): quoting would leave it as is
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise ConfigurationError(f"{what} must be a non-empty string, got {value!r}")
-    if "/" in value:
-        raise ConfigurationError(
-            f"{what} cannot contain '/', got {value!r}: the server decodes %2F before routing, "
-            "so it would reach another route (create a job by the chute's id, not a name "
-            "holding a slash)"
-        )
-    if value in _DOTS:
-        raise ConfigurationError(f"{what} cannot be {value!r}")
-    return quote(value, safe="")
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_create_path(chute_id: str, method: str) -> str:
-    return f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
-
-
-def _create_path(chute_id: str, method: str) -> str:
-    """``/jobs/{chute_id}/{method}``, checked and quoted (kept: a bulk run repeats it)."""
-    if type(chute_id) is str and type(method) is str:
-        return _cached_create_path(chute_id, method)
-    return f"/jobs/{segment(chute_id, 'chute_id')}/{segment(method, 'method')}"
-
-
-def _create_body(args: Mapping[str, Any] | None, disk_gb: float | None) -> dict[str, Any]:
-    if args is None:
-        args = {}
-    if not isinstance(args, Mapping):
-        raise ConfigurationError(
-            f"job args must be a mapping (a JSON object), got {type(args).__name__}"
-        )
-    for key in args:
-        if not isinstance(key, str):
-            raise ConfigurationError(f"job args keys must be strings, got {key!r}")
-    body = dict(args)
-    if disk_gb is not None:
-        if "_disk_gb" in body:
-            raise ConfigurationError("give the disk size either as disk_gb= or as args['_disk_gb']")
-        body["_disk_gb"] = disk_gb
-    if "_disk_gb" in body:
-        _check_disk_gb(body["_disk_gb"])
-    return body
-
-
-def _check_disk_gb(value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ConfigurationError(f"disk_gb must be a number, got {value!r}")
-    if not DISK_GB_MIN < float(value) < DISK_GB_MAX:
-        raise ConfigurationError(
-            f"disk_gb must be greater than {DISK_GB_MIN} and less than {DISK_GB_MAX}, got {value!r}"
-        )
-
 
 async def create_job(
-    session: ChutesSession,
+    session: Transport,
     chute_id: str,
     method: str,
     args: Mapping[str, Any] | None = None,
     *,
     disk_gb: float | None = None,
     retry_policy: RetryPolicy | None = None,
-    fast_lane: bool = False,
 ) -> JobHandle:
-    """Create (and so pay for) one job; see :meth:`ChutesSession.create_job`.
-
-    ``fast_lane`` sends it over the session's HTTP/1.1 pool (see ``ChutesSession.request``).
-    """
-    path = _create_path(chute_id, method)
-    body = _create_body(args, disk_gb)
+    """Create (and so pay for) one job; see :meth:`ChutesSession.create_job`."""
+    path = create_path(chute_id, method)
+    body = create_body(args, disk_gb)
     data = await session.request(
-        "POST",
-        path,
-        kind=CallKind.CREATE,
-        json=body,
-        retry_policy=retry_policy,
-        fast_lane=fast_lane,
+        "POST", path, kind=CallKind.CREATE, json=body, retry_policy=retry_policy
     )
     job = job_from_answer(data, "POST", path)
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
     return JobHandle(session, job.job_id, job=job)
-
-
-def _comparable(job: Job) -> Job:
-    """A snapshot without the fields that change on every read."""
-    return attrs.evolve(job, last_queried_at=None)
 
 
 def _first_uploaded(job: Job, file: OutputFile | str) -> OutputFile:
@@ -163,7 +74,7 @@ class JobHandle:
 
     def __init__(
         self,
-        session: ChutesSession,
+        session: Transport,
         job_id: str,
         *,
         job: Job | None = None,
@@ -197,14 +108,9 @@ class JobHandle:
 
     # -- user side ---------------------------------------------------------------------------
 
-    async def refresh(self, *, fast_lane: bool = False) -> Job:
-        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it.
-
-        ``fast_lane`` sends it over the session's HTTP/1.1 pool (see ``ChutesSession.request``).
-        """
-        data = await self._session.request(
-            "GET", self.path, kind=CallKind.READ, fast_lane=fast_lane
-        )
+    async def refresh(self) -> Job:
+        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
+        data = await self._session.request("GET", self.path, kind=CallKind.READ)
         self._job = job_from_answer(data, "GET", self.path)
         return self._job
 
@@ -220,21 +126,15 @@ class JobHandle:
         ``timeout`` seconds pass first; the job keeps running. Cancelling the iteration
         cancels only the polling.
         """
-        policy = poll or PollPolicy()
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
         previous: Job | None = None
-        interval: float | None = None
-        while True:
-            job = await self._refresh_before(deadline, timeout)
-            changed = previous is None or _comparable(job) != _comparable(previous)
-            if previous is None or job.state is not previous.state:
-                yield job
-            previous = job
-            if job.is_finished:
-                return
-            interval = policy.next_interval(interval, changed=changed)
-            await self._sleep_before(policy.jittered(interval), deadline, timeout)
+        snapshots = poll_job(
+            self.refresh, job_id=self._id, policy=poll, timeout=timeout, last=self._job
+        )
+        async with aclosing(snapshots):
+            async for job in snapshots:
+                if previous is None or job.state is not previous.state:
+                    yield job
+                previous = job
 
     async def wait(
         self,
@@ -256,27 +156,6 @@ class JobHandle:
         if raise_on_failure and final.failed:
             raise JobFailedError(final)
         return final
-
-    async def _refresh_before(self, deadline: float | None, timeout: float | None) -> Job:
-        if deadline is None:
-            return await self.refresh()
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self.refresh()
-        except TimeoutError as exc:
-            if asyncio.get_running_loop().time() < deadline:
-                raise  # a request timeout of the session, not our deadline
-            raise JobTimeoutError(self._id, timeout or 0.0, self._job) from exc
-
-    async def _sleep_before(
-        self, seconds: float, deadline: float | None, timeout: float | None
-    ) -> None:
-        if deadline is not None:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise JobTimeoutError(self._id, timeout or 0.0, self._job)
-            seconds = min(seconds, remaining)
-        await asyncio.sleep(seconds)
 
     async def delete(self) -> None:
         """Delete the job, its stored files, and stop its worker.

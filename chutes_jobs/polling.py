@@ -1,12 +1,21 @@
-"""How often :meth:`JobHandle.wait` and :meth:`JobHandle.watch` ask the server about a job."""
+"""How often a job is polled, and the one poll loop (:func:`poll_job`).
+
+:meth:`JobHandle.watch` / :meth:`JobHandle.wait` and a ``submit_many`` run's followers all poll
+through :func:`poll_job`, so they decide "changed" (and so how fast to poll) the same way.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import attrs
 
-__all__ = ["PollPolicy"]
+from .errors import JobTimeoutError
+from .models import Job
+
+__all__ = ["PollPolicy", "changed", "poll_job"]
 
 
 @attrs.frozen
@@ -34,3 +43,67 @@ class PollPolicy:
     def jittered(self, interval: float) -> float:
         """``interval`` spread by the jitter fraction."""
         return interval * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+def changed(job: Job, previous: Job | None) -> bool:
+    """Whether anything in ``job`` differs from ``previous`` (outputs listed, state, status...)
+    but ``last_queried_at``, which changes on every read."""
+    return previous is None or attrs.evolve(job, last_queried_at=None) != attrs.evolve(
+        previous, last_queried_at=None
+    )
+
+
+async def poll_job(
+    fetch: Callable[[], Awaitable[Job]],
+    *,
+    job_id: str,
+    policy: PollPolicy | None = None,
+    timeout: float | None = None,
+    last: Job | None = None,
+) -> AsyncGenerator[Job, None]:
+    """Yield every snapshot ``fetch()`` returns, polling by ``policy``, until one is finished.
+
+    The finished snapshot is the last one yielded. Raises :class:`JobTimeoutError` (carrying
+    the last snapshot seen, ``last`` before any) once ``timeout`` seconds have passed; a
+    ``fetch`` under way then is cancelled. A request timeout of ``fetch`` itself is raised as
+    it is.
+    """
+    policy = policy or PollPolicy()
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    previous: Job | None = None
+    interval: float | None = None
+    while True:
+        try:
+            job = await _before(deadline, fetch)
+        except _DeadlinePassed as passed:
+            raise JobTimeoutError(job_id, timeout or 0.0, previous or last) from passed.__cause__
+        yield job
+        if job.is_finished:
+            return
+        interval = policy.next_interval(interval, changed=changed(job, previous))
+        previous = job
+        seconds = policy.jittered(interval)
+        if deadline is not None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise JobTimeoutError(job_id, timeout or 0.0, job)
+            seconds = min(seconds, remaining)
+        await asyncio.sleep(seconds)
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+async def _before(deadline: float | None, fetch: Callable[[], Awaitable[Job]]) -> Job:
+    """``await fetch()``, cut short at ``deadline`` (:class:`_DeadlinePassed`)."""
+    if deadline is None:
+        return await fetch()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await fetch()
+    except TimeoutError as exc:
+        if asyncio.get_running_loop().time() < deadline:
+            raise  # a request timeout of the session, not our deadline
+        raise _DeadlinePassed from exc

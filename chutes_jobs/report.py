@@ -11,9 +11,10 @@ of :class:`~chutes_jobs.job.JobHandle`: finish → upload every file of the fold
 * cancellation of the function: status ``"cancelled"``; if the task running ``run_job`` was
   the one cancelled, the cancellation is re-raised once the job is reported.
 
-Two entry points: :func:`run_and_report` (module level) takes the status URL and opens its own
-pooled session for all the calls; :meth:`JobHandle.run_and_report` reuses the session of a
-handle from ``ChutesSession.job_from_status_url`` (use it for custom timeouts or retries).
+Two entry points: :func:`chutes_jobs.run_and_report` (in ``session.py``) takes the status URL
+and opens its own pooled session for all the calls; :meth:`JobHandle.run_and_report` reuses the
+session of a handle from ``ChutesSession.job_from_status_url`` (use it for custom timeouts or
+retries). Both end in :func:`run_job`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .models import Job
-from .worker import check_json, parse_status_url
+from .worker import check_json
 
 if TYPE_CHECKING:
     from .job import JobHandle
@@ -41,7 +42,6 @@ __all__ = [
     "Outcome",
     "report_outcome",
     "result_object",
-    "run_and_report",
     "run_function",
     "run_job",
 ]
@@ -162,21 +162,3 @@ async def _finish(handle: JobHandle, outcome: Outcome, output_dir: Path | None) 
         detail = "\n".join(filter(None, [outcome.detail, f"outputs not reported: {exc}"]))
         status = "error" if outcome.status == "complete" else outcome.status
         return await handle.finish(status=status, result=outcome.result, detail=detail)
-
-
-async def run_and_report(status_url: str, fn: JobFunction, /, **job_args: Any) -> Job:
-    """Run ``fn(output_dir=..., **job_args)`` as the worker of the job at ``status_url``.
-
-    Its return value becomes the job's ``result`` (a dict as is, None as null, anything else
-    wrapped as ``{"result": value}``; a value that is not JSON makes the job an ``"error"``);
-    an exception becomes status ``"error"`` with the traceback as detail; cancellation becomes
-    ``"cancelled"`` (and is re-raised after reporting). Every file the function writes under
-    ``output_dir`` (subfolders kept) is uploaded, then the job is completed, always. One pooled
-    :class:`~chutes_jobs.ChutesSession` (no user credentials needed) carries every call.
-    Returns the final :class:`Job`; a failing function does not raise here.
-    """
-    from .session import ChutesSession
-
-    async with ChutesSession(base_url=parse_status_url(status_url).base_url) as session:
-        handle = session.job_from_status_url(status_url)
-        return await run_job(handle, fn, job_args)

@@ -3,7 +3,14 @@
 A call is retried only when sending it again cannot do harm. Reads, deletes, transfers and the
 worker's finish/complete calls are idempotent; a create is billed and has no idempotency key, so
 it is re-sent only when the request provably never reached the server (the connection could not
-be established) or the server refused it before acting (429 that is not a quota, 503).
+be established) or the server refused it before acting (429 that is not a quota, 503). That
+rule is :func:`create_may_have_acted`, which ``submit_many`` also asks when it records a failed
+create as ``unknown``. An answer that would fail the same way again (one over the answer-size
+limit, :class:`~chutes_jobs.errors.AnswerTooLargeError`) is never retried.
+
+A long transfer passes ``progress`` to :meth:`RetryPolicy.run`: every attempt that gets further
+than the ones before renews the budget (attempt count and deadline), so a multi-GB download over
+a link that drops now and then still arrives, and a failure at the same spot still ends.
 
 Waits are exponential with full jitter, ``uniform(0, min(max_backoff, initial * 2**(n-1)))``;
 a server's ``Retry-After`` (on a 429 or 503) replaces that wait, capped by ``retry_after_cap``.
@@ -36,14 +43,16 @@ from typing import TypeVar
 import attrs
 
 from .errors import (
+    AnswerTooLargeError,
     APIStatusError,
     ChutesError,
+    ConfigurationError,
     RateLimitError,
     ServerError,
     TransportError,
 )
 
-__all__ = ["CallKind", "RetryPolicy", "parse_retry_after"]
+__all__ = ["CallKind", "RetryPolicy", "create_may_have_acted", "parse_retry_after"]
 
 T = TypeVar("T")
 
@@ -72,12 +81,25 @@ def _is_retryable_rate_limit(error: ChutesError) -> bool:
     return isinstance(error, RateLimitError) and not error.is_quota
 
 
-def _create_may_retry(error: ChutesError) -> bool:
+def create_may_have_acted(error: BaseException) -> bool:
+    """Whether a create that failed with ``error`` may still have created (and billed) a job.
+
+    Not when no connection was made, nor when the server refused before acting: a 4xx (a 429
+    included), a 503, or a request refused before sending. A 2xx that could not be read
+    (:class:`~chutes_jobs.ProtocolError`), a dropped connection, another 5xx: it may have.
+    """
     if isinstance(error, TransportError):
-        return error.connect_failed
-    if _is_retryable_rate_limit(error):
-        return True
-    return isinstance(error, ServerError) and error.status == _SERVICE_UNAVAILABLE
+        return not error.connect_failed
+    if isinstance(error, ServerError):
+        return error.status != _SERVICE_UNAVAILABLE
+    return not isinstance(error, APIStatusError | ConfigurationError)
+
+
+def _create_may_retry(error: ChutesError) -> bool:
+    """A create is re-sent only when it provably did not act and trying again may help."""
+    if create_may_have_acted(error):
+        return False
+    return isinstance(error, TransportError | ServerError) or _is_retryable_rate_limit(error)
 
 
 def _idempotent_may_retry(error: ChutesError, *, server_errors: bool) -> bool:
@@ -128,7 +150,7 @@ class RetryPolicy:
 
     def should_retry(self, kind: CallKind, error: BaseException) -> bool:
         """Whether a call of this ``kind`` may be sent again after ``error``."""
-        if not isinstance(error, ChutesError):
+        if not isinstance(error, ChutesError) or isinstance(error, AnswerTooLargeError):
             return False
         if isinstance(error, RateLimitError) and not self.retry_rate_limits:
             return False
@@ -148,33 +170,45 @@ class RetryPolicy:
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
-    async def run(self, kind: CallKind, attempt_fn: Callable[[int], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        kind: CallKind,
+        attempt_fn: Callable[[int], Awaitable[T]],
+        *,
+        progress: Callable[[], Awaitable[int]] | None = None,
+    ) -> T:
         """Await ``attempt_fn(1)``, ``attempt_fn(2)``, ... until one succeeds or retrying stops.
 
         Only :class:`~chutes_jobs.ChutesError` is considered for a retry; the last error is
-        re-raised with :attr:`~chutes_jobs.ChutesError.attempts` set. Cancellation is never
-        retried.
+        re-raised with :attr:`~chutes_jobs.ChutesError.attempts` set (every attempt made).
+        Cancellation is never retried. ``progress`` measures how far the work got (bytes
+        kept, say): when a failed attempt leaves it higher than ever before, the budget
+        (:attr:`max_attempts` and :attr:`deadline`) starts afresh.
         """
         started = self.monotonic()
-        attempt = 1
+        high_water = await progress() if progress is not None else 0
+        attempt = failures = 0  # failures: attempts in a row without progress
         while True:
+            attempt += 1
+            failures += 1
             try:
                 return await attempt_fn(attempt)
             except ChutesError as error:
                 error.attempts = attempt
-                delay = self._delay_before_retry(kind, attempt, error, started)
+                if progress is not None and (reached := await progress()) > high_water:
+                    high_water, failures, started = reached, 1, self.monotonic()
+                delay = self._delay_before_retry(kind, failures, error, started)
                 if delay is None:
                     raise
-                logger.warning(
+                logger.warning(  # "of max_attempts": counted since the last progress
                     "retrying %s call (attempt %d of %d failed: %s) in %.2f s",
                     kind.value,
-                    attempt,
+                    failures,
                     self.max_attempts,
                     error,
                     delay,
                 )
             await self.sleep(delay)
-            attempt += 1
 
     def _delay_before_retry(
         self, kind: CallKind, attempt: int, error: ChutesError, started: float

@@ -2,7 +2,7 @@
 
 A worker holds only the job status URL, ``{base}/jobs/{id}?token=JWT``; the token is its only
 credential and is never logged (every URL goes through the redaction of ``_redact``). What is
-sent follows PROTOCOL.md to the letter, because the live server breaks a job for good on a
+sent follows ``docs/PROTOCOL.md`` to the letter, because the live server breaks a job for good on a
 missing ``result`` or a failure without ``detail``:
 
 * finish: ``POST /jobs/{id}?token=`` with ``{"status", "result", "output_filenames"}`` plus a
@@ -22,7 +22,6 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +30,6 @@ import aiohttp
 import attrs
 import yarl
 
-from ._paths import _lexical_problem as lexical_problem
 from ._redact import REDACTED
 from .errors import (
     BadRequestError,
@@ -42,9 +40,11 @@ from .errors import (
 from .models import Job, job_from_answer
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
+from .transfer.paths import OutputsSpec as OutputsSpec
+from .transfer.paths import collect_outputs
 
 if TYPE_CHECKING:
-    from .session import ChutesSession
+    from ._http import Transport
 
 __all__ = [
     "OutputsSpec",
@@ -66,10 +66,6 @@ log = logging.getLogger("chutes_jobs")
 ALREADY_FINISHED = re.compile(r"\bjob alread(y)? finished\b", re.IGNORECASE)
 #: The body of complete (ignored by the server; what the official SDK sends).
 COMPLETE_BODY = {"status": "done"}
-
-#: ``{relative_name: path}``, an output directory, or None (no outputs).
-OutputsSpec = Mapping[str, str | PathLike[str]] | str | PathLike[str] | None
-
 
 # ----------------------------------------------------------------------------- status URL
 
@@ -117,50 +113,6 @@ def split_token(url: str) -> tuple[yarl.URL, str]:
     if not target.is_absolute() or target.scheme not in ("http", "https") or len(tokens) != 1:
         raise ConfigurationError(f"upload URL {url!r} must be an http(s) URL with one token=")
     return target.without_query_params("token"), tokens[0]
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-def check_output_name(name: str) -> str:
-    """``name`` if it is a safe relative POSIX path, else :class:`ConfigurationError`.
-
-    The rules are the ones a downloading client applies (``_paths``): no absolute path, no
-    ``..``/``.``/empty component, no backslash, drive letter or NUL. A name breaking them would
-    be refused on the user's side, so it is refused here, before anything is sent.
-    """
-    problem = lexical_problem(name) if isinstance(name, str) else "not a string"
-    if problem is not None:
-        raise ConfigurationError(f"output name {name!r} is not a safe relative path: {problem}")
-    return name
-
-
-def collect_outputs(outputs: OutputsSpec) -> dict[str, Path]:
-    """``{relative POSIX name: file}`` from a mapping or a directory walked recursively.
-
-    Every file must exist and be a regular file: a finish that lists a file the worker cannot
-    upload would leave the job with a missing output. Blocking: call it in a thread.
-    """
-    if outputs is None:
-        return {}
-    if isinstance(outputs, str | PathLike):
-        return _walk(Path(outputs))
-    if not isinstance(outputs, Mapping):
-        raise ConfigurationError(
-            f"outputs must be a mapping, a directory or None, got {type(outputs).__name__}"
-        )
-    collected = {check_output_name(name): Path(path) for name, path in outputs.items()}
-    for name, path in collected.items():
-        if not path.is_file():
-            raise ConfigurationError(f"output {name!r}: {str(path)!r} is not a readable file")
-    return collected
-
-
-def _walk(root: Path) -> dict[str, Path]:
-    if not root.is_dir():
-        raise ConfigurationError(f"output directory {str(root)!r} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return {check_output_name(p.relative_to(root).as_posix()): p for p in files}
 
 
 # ----------------------------------------------------------------------------- results
@@ -280,7 +232,7 @@ def check_json(value: Any, what: str) -> None:
 
 
 async def finish_job(
-    session: ChutesSession,
+    session: Transport,
     job_path: str,
     token: str,
     *,
@@ -318,7 +270,7 @@ async def finish_job(
 
 
 async def upload_file(
-    session: ChutesSession,
+    session: Transport,
     name: str,
     source: Path,
     url: str,
@@ -376,7 +328,7 @@ def _upload_result(name: str, size: int, raw: bytes, url: yarl.URL) -> UploadRes
 
 
 async def upload_all(
-    session: ChutesSession,
+    session: Transport,
     targets: UploadTargets,
     *,
     concurrency: int,
@@ -416,7 +368,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 async def complete_job(
-    session: ChutesSession,
+    session: Transport,
     job_path: str,
     token: str,
     *,
@@ -442,7 +394,7 @@ async def complete_job(
 
 
 async def _already_completed(
-    session: ChutesSession, job_path: str, last: Job | None, uploaded: set[str]
+    session: Transport, job_path: str, last: Job | None, uploaded: set[str]
 ) -> Job:
     if session.has_user_credentials:
         try:

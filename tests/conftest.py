@@ -60,7 +60,7 @@ def http_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 @pytest.fixture
 def http1_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The method of every request sent over an HTTP/1.1 pool (``Http1Pool.send``), in order."""
-    from chutes_jobs._http1 import Http1Pool
+    from chutes_jobs._http.http1 import Http1Pool
 
     sent: list[str] = []
     send = Http1Pool.send

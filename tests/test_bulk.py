@@ -17,8 +17,8 @@ import pytest
 import chutes_jobs as cj
 from chutes_jobs import bulk
 from chutes_jobs.bulk import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
+from chutes_jobs.bulk.ledger import Ledger, LedgerState
 from chutes_jobs.emulator import Emulator
-from chutes_jobs.ledger import Ledger, LedgerState
 from chutes_jobs.models import JobState
 from chutes_jobs.polling import PollPolicy
 from chutes_jobs.transfer import TransferProgress

@@ -2,7 +2,7 @@
 
 Each test runs a small raw ``asyncio`` server that reads requests and writes exactly the bytes
 the test wants, counting connections, requests and the client's hang-ups. The last section
-drives the pool through ``ChutesSession.request(..., fast_lane=True)``.
+drives the pool through ``ChutesSession.request`` in bulk traffic (``bulk_traffic()``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from chutes_jobs import (
     RateLimitError,
     RequestTimeoutError,
     TransportError,
-    _http1,
 )
-from chutes_jobs._http1 import Http1Answer, Http1Pool
+from chutes_jobs._http import bulk_traffic
+from chutes_jobs._http import http1 as _http1
+from chutes_jobs._http.http1 import Http1Answer, Http1Pool
 
 if TYPE_CHECKING:
     from conftest import FakeTime
@@ -846,9 +847,8 @@ def session_for(server: RawServer, **settings: Any) -> ChutesSession:
 
 
 async def create(session: ChutesSession, path: str = "/jobs/c/m", **options: Any) -> Any:
-    return await session.request(
-        "POST", path, kind=CallKind.CREATE, json={"n": 1}, fast_lane=True, **options
-    )
+    with bulk_traffic():
+        return await session.request("POST", path, kind=CallKind.CREATE, json={"n": 1}, **options)
 
 
 async def test_fast_lane_sends_credentials_and_user_agent(serve: Serve) -> None:
@@ -1003,10 +1003,8 @@ async def test_the_token_never_shows_in_errors(
     server = await serve(handler)
     policy = fake_time.policy(max_attempts=1)
     async with session_for(server, retry_policy=policy, read_timeout=0.2) as session:
-        with pytest.raises(error) as info:
-            await session.request(
-                "GET", "/jobs/j", kind=CallKind.READ, auth=False, token=TOKEN, fast_lane=True
-            )
+        with pytest.raises(error) as info, bulk_traffic():
+            await session.request("GET", "/jobs/j", kind=CallKind.READ, auth=False, token=TOKEN)
     assert server.requests[0].target == f"/jobs/j?token={TOKEN}"
     assert server.requests[0].headers["accept-encoding"] == "identity"
     seen = [str(info.value), repr(info.value), str(getattr(info.value, "url", ""))]

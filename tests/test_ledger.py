@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chutes_jobs.ledger import SCHEMA_VERSION, Ledger, LedgerEntry, LedgerError, LedgerState
+from chutes_jobs.bulk.ledger import SCHEMA_VERSION, Ledger, LedgerEntry, LedgerError, LedgerState
 
 S = LedgerState
 
@@ -218,7 +218,7 @@ async def test_entries_survive_reopen(db_path: Path) -> None:
 KILLED_CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from chutes_jobs.ledger import Ledger
+    from chutes_jobs.bulk.ledger import Ledger
 
     async def main():
         ledger = await Ledger.open(sys.argv[1])

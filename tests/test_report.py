@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 import yarl
 
-from chutes_jobs import ChutesSession, Job, RetryPolicy, file_id_for
+from chutes_jobs import ChutesSession, Job, RetryPolicy, file_id_for, run_and_report
 from chutes_jobs.emulator import Emulator
-from chutes_jobs.report import run_and_report
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.01)
 

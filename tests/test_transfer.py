@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from chutes_jobs import transfer
 from chutes_jobs.errors import IncompleteTransferError
 from chutes_jobs.transfer import (
     TransferProgress,
@@ -23,7 +22,9 @@ from chutes_jobs.transfer import (
     finalize,
     multipart_upload_body,
     part_path_for,
+    partfile,
     range_header_for,
+    receive,
     resume_offset,
     stream_to_part,
 )
@@ -339,8 +340,8 @@ async def test_write_behind_keeps_the_bytes_and_the_resume_intact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # a window much smaller than the file: ranges are dropped from the page cache all along
-    monkeypatch.setattr(transfer, "WRITE_BEHIND", 64 * 1024)
-    monkeypatch.setattr(transfer, "WRITE_BATCH", 256 * 1024)
+    monkeypatch.setattr(partfile, "WRITE_BEHIND", 64 * 1024)
+    monkeypatch.setattr(receive, "WRITE_BATCH", 256 * 1024)
     _, base = server
     dest = tmp_path / "a.bin"
     part_path_for(dest).write_bytes(DATA[: MIB + 1])
@@ -366,7 +367,7 @@ async def test_larger_socket_reads_only_while_the_body_streams(
             progress=lambda _: during.append(getattr(transport, "max_size")),  # noqa: B009
         )
     *streaming, final = during  # the final snapshot comes once the body is in
-    assert streaming and set(streaming) == {transfer.SOCKET_READ}
+    assert streaming and set(streaming) == {receive.SOCKET_READ}
     assert final == default
     assert getattr(transport, "max_size") == default  # noqa: B009
 

@@ -13,16 +13,17 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._bulk_create import JobCreator
-from ._bulk_follow import JobFollower
-from ._bulk_options import BulkOptions
-from ._bulk_result import BulkOutcome, BulkResult, DuplicateInputError
-from .errors import ConfigurationError
-from .job import JobHandle
-from .ledger import Ledger, LedgerEntry
+from .._http import bulk_traffic
+from ..errors import ConfigurationError, DuplicateInputError
+from ..job import JobHandle
+from .create import JobCreator
+from .follow import JobFollower
+from .ledger import LedgerEntry, LedgerStore
+from .options import BulkOptions
+from .result import BulkOutcome, BulkResult
 
 if TYPE_CHECKING:
-    from .session import ChutesSession
+    from .._http import Transport
 
 log = logging.getLogger("chutes_jobs")
 
@@ -33,7 +34,7 @@ _END = object()
 class BulkRun:
     """The machinery of one ``submit_many`` call: gates, ledger, tasks and the result queue."""
 
-    def __init__(self, session: ChutesSession, options: BulkOptions, ledger: Ledger | None):
+    def __init__(self, session: Transport, options: BulkOptions, ledger: LedgerStore | None):
         self.options = options
         self.ledger = ledger
         self.creator = JobCreator(session, options, ledger)
@@ -158,10 +159,14 @@ class BulkRun:
     # -- the whole run -----------------------------------------------------------------------
 
     async def main(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
-        """Feed, submit, follow; then tell the consumer the run is over."""
-        self.submitters = [
-            asyncio.create_task(self.submitter()) for _ in range(self.options.concurrency)
-        ]
+        """Feed, submit, follow; then tell the consumer the run is over.
+
+        The run's tasks are bulk traffic: their JSON calls may take the HTTP/1.1 lane.
+        """
+        with bulk_traffic():  # the tasks started here inherit it; the caller's context does not
+            self.submitters = [
+                asyncio.create_task(self.submitter()) for _ in range(self.options.concurrency)
+            ]
         try:
             await self.feed(inputs)
             for _ in self.submitters:

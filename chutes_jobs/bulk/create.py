@@ -15,23 +15,22 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
-from ._bulk_gate import RateGate
-from ._bulk_options import BulkOptions
-from ._bulk_result import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
-from .errors import (
-    APIStatusError,
+from ..errors import (
     ChutesError,
-    ConfigurationError,
-    ProtocolError,
+    LedgerError,
+    QuotaExceededError,
     RateLimitError,
-    ServerError,
-    TransportError,
+    UnknownCreateError,
 )
-from .job import JobHandle, create_job
-from .ledger import Ledger, LedgerEntry, LedgerError, LedgerState
+from ..job import JobHandle, create_job
+from ..retry import create_may_have_acted
+from .gate import RateGate
+from .ledger import LedgerEntry, LedgerState, LedgerStore
+from .options import BulkOptions
+from .result import BulkOutcome, BulkResult
 
 if TYPE_CHECKING:
-    from .session import ChutesSession
+    from .._http import Transport
 
 log = logging.getLogger("chutes_jobs")
 
@@ -47,7 +46,7 @@ _Created: TypeAlias = "JobHandle | BulkResult | None"
 class JobCreator:
     """Creates (or finds in the ledger) the job of each input, behind the group's rate gate."""
 
-    def __init__(self, session: ChutesSession, options: BulkOptions, ledger: Ledger | None):
+    def __init__(self, session: Transport, options: BulkOptions, ledger: LedgerStore | None):
         self.session = session
         self.options = options
         self.ledger = ledger
@@ -86,7 +85,7 @@ class JobCreator:
             )
             return BulkResult(index, key, BulkOutcome.UNKNOWN, error=error, resumed=True)
         assert entry.job_id is not None
-        handle = self.session.job(entry.job_id)
+        handle = JobHandle(self.session, entry.job_id)
         if self.options.waits and state is not _S.DOWNLOADED:
             return handle
         return _resumed_result(index, entry, handle)
@@ -150,7 +149,6 @@ class JobCreator:
                 args,
                 disk_gb=self.options.disk_gb,
                 retry_policy=self.create_policy,
-                fast_lane=True,
             )
         except asyncio.CancelledError:
             await self.on_create_cancelled(key, sent, unknown_row)
@@ -205,7 +203,7 @@ class JobCreator:
         self, index: int, key: str, exc: ChutesError, unknown_row: LedgerState | None
     ) -> BulkResult:
         """Record a failed create: ``unknown`` if a job may exist, else refused."""
-        if _create_may_have_happened(exc):
+        if create_may_have_acted(exc):
             if self.ledger is not None:
                 await self.ledger.mark_unknown(key, str(exc))
             error = UnknownCreateError(f"input {index}: create outcome unknown ({exc})")
@@ -263,14 +261,3 @@ def _resumed_result(index: int, entry: LedgerEntry, handle: JobHandle) -> BulkRe
         return BulkResult(index, key, BulkOutcome.FAILED, handle, error=error, resumed=True)
     outcome = BulkOutcome.FINISHED if state is _S.FINISHED else BulkOutcome.SUBMITTED
     return BulkResult(index, key, outcome, handle, resumed=True)
-
-
-def _create_may_have_happened(exc: ChutesError) -> bool:
-    """Whether a failed create may still have created (and billed) a job."""
-    if isinstance(exc, TransportError):
-        return not exc.connect_failed
-    if isinstance(exc, ProtocolError):
-        return True  # a 2xx whose body could not be read: the job exists
-    if isinstance(exc, ServerError):
-        return exc.status != 503
-    return not isinstance(exc, APIStatusError | ConfigurationError)

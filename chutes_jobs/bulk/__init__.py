@@ -1,19 +1,19 @@
 """``submit_many``: thousands of jobs with bounded concurrency, group rate limiting and a ledger.
 
-How a run is built, top-down (``_bulk_run``):
+How a run is built, top-down (``run``):
 
 * a *feeder* reads the inputs lazily: it takes the next input only while fewer than
   ``max_in_flight`` inputs are taken and not yet handed to the consumer, so a paused consumer
   pauses the reading (a million inputs are never materialized);
 * ``concurrency`` *submitters* take inputs one by one: key, ledger lookup, create
-  (``_bulk_create``);
+  (``create``);
 * with ``wait=True`` or ``download_to=``, each created job gets a *follower* task that polls it
   (at most ``poll_concurrency`` GETs at once) and downloads its outputs (at most
-  ``download_concurrency`` jobs at once) (``_bulk_follow``);
+  ``download_concurrency`` jobs at once) (``follow``);
 * results go to a queue the consumer reads, in completion order.
 
-Creates are billed and not idempotent (PROTOCOL.md, "Create"). A 429 with Retry-After pauses
-every submitter together (one :class:`RateGate`, ``_bulk_gate``), checked right before each
+Creates are billed and not idempotent (``docs/PROTOCOL.md``, "Create"). A 429 with Retry-After
+pauses every submitter together (one :class:`RateGate`, ``gate``), checked right before each
 create is sent; a daily-quota 429 stops all further creates. With a ledger, every step of every
 key is durable before the next one, so a re-run skips what was submitted, resumes waiting and
 downloading, and never creates a job twice. A create whose answer was lost is recorded
@@ -32,18 +32,19 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, M
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from ._bulk_gate import RateGate
-from ._bulk_options import DEFAULT_CANCEL_GRACE, bulk_options, input_key
-from ._bulk_result import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
-from ._bulk_result import DuplicateInputError as DuplicateInputError
-from ._bulk_run import BulkRun
+from ..errors import DuplicateInputError as DuplicateInputError
+from ..errors import QuotaExceededError, UnknownCreateError
+from ..models import Job
+from ..polling import PollPolicy
+from ..transfer import ProgressCallback
+from .gate import RateGate
 from .ledger import Ledger
-from .models import Job
-from .polling import PollPolicy
-from .transfer import ProgressCallback
+from .options import DEFAULT_CANCEL_GRACE, bulk_options, input_key
+from .result import BulkOutcome, BulkResult
+from .run import BulkRun
 
 if TYPE_CHECKING:
-    from .session import ChutesSession
+    from .._http import Transport
 
 __all__ = [
     "BulkOutcome",
@@ -57,7 +58,7 @@ __all__ = [
 
 
 async def submit_many(
-    session: ChutesSession,
+    session: Transport,
     chute_id: str,
     method: str,
     inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],

@@ -5,7 +5,8 @@ aiohttp's client spends about 70 us of CPU on each request. A bulk run's creates
 ``asyncio.Protocol`` per connection, answers parsed by llhttp (through ``httptools``), each
 request written in one ``write``. It costs about a third of aiohttp's CPU per request.
 
-It does no redirects, proxies or upgrades, and refuses answers over :data:`MAX_ANSWER_BYTES`.
+It does no redirects, proxies or upgrades, and refuses answers over :data:`MAX_ANSWER_BYTES`
+(the limit the aiohttp lane applies too, :mod:`.answers`) without a retry.
 A request is never re-sent here: a connection that drops once the request went out raises
 :class:`~chutes_jobs.TransportError` with ``connect_failed`` false, and the caller's retry
 policy decides (a create is not re-sent). Idle connections are dropped after
@@ -26,15 +27,19 @@ from typing import Final
 import httptools
 import yarl
 
-from ._redact import redact_url
-from .errors import ConfigurationError, RequestTimeoutError, TransportError
+from .._redact import redact_url
+from ..errors import (
+    AnswerTooLargeError,
+    ConfigurationError,
+    RequestTimeoutError,
+    TransportError,
+)
+from .answers import MAX_ANSWER_BYTES
 
 __all__ = ["IDLE_EXPIRY", "MAX_ANSWER_BYTES", "Http1Answer", "Http1Pool"]
 
 #: Seconds an idle connection is kept (servers commonly close idle ones after 5 s or more).
 IDLE_EXPIRY: Final = 2.0
-#: The largest answer body accepted (job answers are a few KiB).
-MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
 _DECODERS: Final = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 15}
 _KEEP_ALIVE_TIMEOUT: Final = re.compile(r"timeout\s*=\s*(\d+)", re.IGNORECASE)
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -59,13 +64,17 @@ class Http1Answer:
 class _Failure(Exception):
     """How an exchange failed, before it is told in the caller's terms.
 
-    ``not_sent``: the request provably never left (the connection was gone before it).
+    ``not_sent``: the request provably never left (the connection was gone before it);
+    ``too_large``: the answer is over :data:`MAX_ANSWER_BYTES` (it would be again).
     """
 
-    def __init__(self, what: str, *, timeout: bool = False, not_sent: bool = False) -> None:
+    def __init__(
+        self, what: str, *, timeout: bool = False, not_sent: bool = False, too_large: bool = False
+    ) -> None:
         super().__init__(what)
         self.timeout = timeout
         self.not_sent = not_sent
+        self.too_large = too_large
 
 
 class _Connection(asyncio.Protocol):
@@ -132,7 +141,9 @@ class _Connection(asyncio.Protocol):
     def on_body(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > MAX_ANSWER_BYTES:
-            self.fail(_Failure(f"the answer is larger than {MAX_ANSWER_BYTES} bytes"))
+            self.fail(
+                _Failure(f"the answer is larger than {MAX_ANSWER_BYTES} bytes", too_large=True)
+            )
             return
         self.body.append(chunk)
 
@@ -221,7 +232,9 @@ def _decoded(body: bytes, headers: Mapping[str, str]) -> bytes:
     except zlib.error as exc:
         raise _Failure(f"the {coding} answer cannot be decoded ({exc})") from None
     if len(decoded) > MAX_ANSWER_BYTES:
-        raise _Failure(f"the answer is larger than {MAX_ANSWER_BYTES} bytes once decoded")
+        raise _Failure(
+            f"the answer is larger than {MAX_ANSWER_BYTES} bytes once decoded", too_large=True
+        )
     if not decoder.eof:
         raise _Failure(f"the {coding} answer cannot be decoded (it is cut short)")
     return decoded
@@ -390,7 +403,11 @@ class Http1Pool:
     @staticmethod
     def _error(failure: _Failure, method: str, url: yarl.URL) -> TransportError:
         where = f"{method} {redact_url(url)}"
-        error_type = RequestTimeoutError if failure.timeout else TransportError
+        error_type: type[TransportError] = TransportError
+        if failure.timeout:
+            error_type = RequestTimeoutError
+        elif failure.too_large:
+            error_type = AnswerTooLargeError
         return error_type(
             f"{where}: {failure}", method=method, url=str(url), connect_failed=failure.not_sent
         )

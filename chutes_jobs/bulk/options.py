@@ -11,10 +11,10 @@ from typing import Any
 
 import attrs
 
-from .errors import ConfigurationError
-from .models import Job
-from .polling import PollPolicy
-from .transfer import ProgressCallback
+from ..errors import ConfigurationError
+from ..models import Job
+from ..polling import PollPolicy
+from ..transfer import ProgressCallback
 
 #: Inputs taken and not yet handed to the consumer, when waiting for results.
 DEFAULT_MAX_IN_FLIGHT_WAITING = 4096

@@ -7,23 +7,24 @@ make at most ``poll_concurrency`` GETs and ``download_concurrency`` downloads at
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from contextlib import aclosing
 
 import attrs
 
-from ._bulk_options import BulkOptions
-from ._bulk_result import BulkOutcome, BulkResult
-from .errors import ChutesError, JobFailedError, JobTimeoutError
-from .job import JobHandle
-from .ledger import Ledger, LedgerEntry, LedgerState
-from .models import Job
-from .transfer import ProgressCallback
+from ..errors import ChutesError, JobFailedError
+from ..job import JobHandle
+from ..models import Job
+from ..polling import poll_job
+from ..transfer import ProgressCallback
+from .ledger import LedgerEntry, LedgerState, LedgerStore
+from .options import BulkOptions
+from .result import BulkOutcome, BulkResult
 
 
 class JobFollower:
     """Waits for each job and downloads its outputs, recording both in the ledger."""
 
-    def __init__(self, options: BulkOptions, ledger: Ledger | None):
+    def __init__(self, options: BulkOptions, ledger: LedgerStore | None):
         self.options = options
         self.ledger = ledger
         self.poll_gate = asyncio.Semaphore(options.poll_concurrency)
@@ -57,25 +58,23 @@ class JobFollower:
 
     async def wait_for(self, handle: JobHandle) -> Job:
         """Poll one job until finished; at most ``poll_concurrency`` GETs are under way at once."""
-        policy = self.options.poll
-        loop = asyncio.get_running_loop()
-        timeout = self.options.wait_timeout
-        deadline = None if timeout is None else loop.time() + timeout
-        interval: float | None = None
-        previous = handle.job
-        while True:
+
+        async def fetch() -> Job:
             async with self.poll_gate:
-                job = await handle.refresh(fast_lane=True)
-            if self.options.on_job is not None:
-                self.options.on_job(job)
-            if job.is_finished:
-                return job
-            if deadline is not None and loop.time() >= deadline:
-                raise JobTimeoutError(handle.id, timeout or 0.0, job)
-            changed = previous is None or _progress(job) != _progress(previous)
-            interval = policy.next_interval(interval, changed=changed)
-            previous = job
-            await asyncio.sleep(policy.jittered(interval))
+                return await handle.refresh()
+
+        snapshots = poll_job(
+            fetch,
+            job_id=handle.id,
+            policy=self.options.poll,
+            timeout=self.options.wait_timeout,
+            last=handle.job,
+        )
+        async with aclosing(snapshots):
+            async for job in snapshots:
+                if self.options.on_job is not None:
+                    self.options.on_job(job)
+        return job
 
     async def download(
         self, index: int, key: str, handle: JobHandle, job: Job, resumed: bool
@@ -104,8 +103,3 @@ class JobFollower:
         if report is None:
             return None
         return lambda p: report(attrs.evolve(p, filename=f"{job_id}/{p.filename}"))
-
-
-def _progress(job: Job) -> tuple[Any, ...]:
-    """What polling watches for a change (``last_queried_at`` changes on every read)."""
-    return (job.state, job.updated_at, job.instance_id, job.finished_at)

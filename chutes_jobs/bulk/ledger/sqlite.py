@@ -1,27 +1,16 @@
-"""A durable, asyncio-friendly SQLite ledger of bulk submissions.
+"""The SQLite ledger backend: durable, asyncio-friendly, group-committed.
 
 Creates are billed and not idempotent, and the API has no idempotency key and no list endpoint
-(PROTOCOL.md, "Create"). So a bulk run records, per input key, what it did *before* and *after*
-each create, and a re-run after a crash reads the ledger instead of creating the job again::
+(``docs/PROTOCOL.md``, "Create"). So a bulk run records, per input key, what it did *before*
+and *after* each create, and a re-run after a crash reads the ledger instead of creating the job
+again::
 
     async with await Ledger.open("run.db") as ledger:
         await ledger.mark_creating(key, index)      # durable BEFORE the create is sent
         job = await session.create_job(...)
         await ledger.mark_submitted(key, job.job_id)
 
-States and their legal transitions (anything else raises :class:`LedgerError`)::
-
-    (absent), not_submitted -> creating -> submitted -> finished -> downloaded
-                                        |            -> failed
-                                        -> unknown -> submitted
-                                        -> not_submitted
-
-``mark_creating`` on a key in any state but absent or ``not_submitted`` is refused: that is the
-double-create guard. A row left ``creating`` means the process died between the mark and the
-answer, so the create may have reached the server: on re-run the bulk layer treats ``creating``
-rows as ``unknown`` (never re-creates them). Re-marking a row with the state and data it already
-has is accepted (so a write whose caller was cancelled can safely be re-issued); re-marking it
-with different data is refused.
+The states and their legal transitions: :mod:`.base`.
 
 How it works: one dedicated thread owns the one ``sqlite3`` connection, so the event loop never
 touches the disk. Every call is a request queued to that thread (the calls of one event-loop
@@ -42,22 +31,17 @@ open, no other process (or ledger) can open it, so two runs of the same batch ca
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import enum
 import json
 import os
-import queue
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType, TracebackType
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
 
-import attrs
-
-from .errors import ChutesError
+from ...errors import LedgerError
+from .base import LedgerEntry, LedgerState, check_transition
+from .sqlite_thread import DbThread, Request, close_if_opened
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "LedgerError", "LedgerState"]
 
@@ -70,40 +54,6 @@ _LOCK_WAIT_SECONDS = 1.0
 _KEYS_PER_QUERY = 500  # below SQLite's historical limit of 999 bound variables
 _DEFAULT_MAX_BATCH = 1024
 _COLUMNS = "key, input_index, state, job_id, outcome, error, paths, updated_at"
-
-
-class LedgerError(ChutesError):
-    """The ledger refused an operation: an illegal transition, a closed or incompatible file."""
-
-
-class LedgerState(enum.StrEnum):
-    """What the ledger knows about one input key."""
-
-    CREATING = "creating"  #: written before the create request is sent
-    SUBMITTED = "submitted"  #: the job id is known
-    UNKNOWN = "unknown"  #: the create may have reached the server, but no answer came
-    FINISHED = "finished"  #: the job finished; its outcome is recorded
-    FAILED = "failed"  #: the job finished as a failure
-    DOWNLOADED = "downloaded"  #: the outputs are on disk; their paths are recorded
-    NOT_SUBMITTED = "not_submitted"  #: the create was refused before acting; may be retried
-
-
-def _freeze_paths(paths: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    return None if paths is None else MappingProxyType(dict(paths))
-
-
-@attrs.frozen
-class LedgerEntry:
-    """One row of the ledger: the latest known state of one input key."""
-
-    key: str
-    input_index: int
-    state: LedgerState
-    job_id: str | None
-    outcome: str | None
-    error: str | None
-    paths: Mapping[str, str] | None = attrs.field(converter=_freeze_paths, hash=False)
-    updated_at: float
 
 
 # ----------------------------------------------------------------------------- schema
@@ -237,52 +187,14 @@ def _count_states(conn: _Connection) -> dict[LedgerState, int]:
     return counts
 
 
-# ----------------------------------------------------------------------------- transitions
-
 _S = LedgerState
-#: For each target state, the states a row may be in before it (None: no row yet).
-_ALLOWED_FROM: dict[LedgerState, frozenset[LedgerState | None]] = {
-    _S.CREATING: frozenset({None, _S.NOT_SUBMITTED}),
-    _S.SUBMITTED: frozenset({_S.CREATING, _S.UNKNOWN, _S.SUBMITTED}),
-    _S.UNKNOWN: frozenset({_S.CREATING, _S.UNKNOWN}),
-    _S.NOT_SUBMITTED: frozenset({_S.CREATING, _S.NOT_SUBMITTED}),
-    _S.FINISHED: frozenset({_S.SUBMITTED, _S.FINISHED}),
-    _S.FAILED: frozenset({_S.SUBMITTED, _S.FAILED}),
-    _S.DOWNLOADED: frozenset({_S.FINISHED, _S.DOWNLOADED}),
-}
-#: Columns that must match when a row is re-marked with the state it already has.
-_MUST_MATCH: dict[LedgerState, tuple[str, ...]] = {
-    _S.SUBMITTED: ("job_id",),
-    _S.FINISHED: ("outcome",),
-    _S.FAILED: ("outcome",),
-}
-
-
-def _check_transition(
-    current: LedgerEntry | None, key: str, target: LedgerState, values: Mapping[str, Any]
-) -> None:
-    """Raise :class:`LedgerError` unless ``current`` may become ``target`` with ``values``."""
-    before = None if current is None else current.state
-    if before not in _ALLOWED_FROM[target]:
-        shown = "absent" if before is None else before.value
-        hint = ""
-        if target is _S.CREATING:
-            hint = " (a create may already have been sent for it; creating again could bill twice)"
-        raise LedgerError(f"ledger key {key!r}: cannot mark {target.value} from {shown}{hint}")
-    if current is not None and before is target:
-        for column in _MUST_MATCH.get(target, ()):
-            if getattr(current, column) != values[column]:
-                raise LedgerError(
-                    f"ledger key {key!r} is already {target.value} with {column}="
-                    f"{getattr(current, column)!r}, refusing {column}={values[column]!r}"
-                )
 
 
 def _transition(key: str, target: LedgerState, **values: Any) -> Callable[[_Connection], None]:
     """A write that moves ``key`` to ``target``, setting ``values``, after checking it is legal."""
 
     def write(conn: _Connection) -> None:
-        _check_transition(_select_one(conn, key), key, target, values)
+        check_transition(_select_one(conn, key), key, target, values)
         columns = {"state": target.value, "updated_at": time.time(), **values}
         if target is _S.CREATING:
             _upsert_creating(conn, key, columns)
@@ -303,156 +215,6 @@ def _upsert_creating(conn: _Connection, key: str, columns: Mapping[str, Any]) ->
     )
 
 
-# ----------------------------------------------------------------------------- the DB thread
-
-
-@attrs.define
-class _Request(Generic[_T]):
-    work: Callable[[_Connection], _T]
-    write: bool
-    future: asyncio.Future[_T]
-    loop: asyncio.AbstractEventLoop
-
-
-_Outcome = tuple["_Request[Any]", Any, BaseException | None]
-
-
-def _settle(outcomes: Iterable[_Outcome]) -> None:
-    """On the event loop: hand each caller its result, unless it stopped waiting."""
-    for request, result, error in outcomes:
-        if request.future.done():
-            continue  # cancelled: the write happened anyway
-        if error is None:
-            request.future.set_result(result)
-        else:
-            request.future.set_exception(error)
-
-
-class _DbThread:
-    """The one thread that owns the connection and applies queued requests in batches."""
-
-    def __init__(self, path: str, max_batch: int) -> None:
-        self.path = path
-        self.max_batch = max_batch
-        self.commits = 0
-        self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue: queue.SimpleQueue[list[_Request[Any]] | None] = queue.SimpleQueue()
-        #: Requests taken from the queue beyond ``max_batch``: the next batch starts with them.
-        self._carry: list[_Request[Any]] = []
-        self._stop_seen = False
-        self._thread = threading.Thread(target=self._main, name="chutes-jobs-ledger", daemon=True)
-        self._thread.start()
-
-    def submit(self, requests: list[_Request[Any]] | None) -> None:
-        """Queue requests (None: close the connection once everything before it is done)."""
-        self._queue.put(requests)
-
-    def _main(self) -> None:
-        try:
-            conn = _connect(self.path)
-        except BaseException as exc:
-            self.opened.set_exception(exc)
-            return
-        self.opened.set_result(None)
-        try:
-            self._serve(conn)
-        finally:
-            conn.close()
-            self.stopped.set_result(None)
-
-    def _serve(self, conn: _Connection) -> None:
-        while True:
-            batch, stop = self._next_batch()
-            self._run_batch(conn, batch)
-            if stop:
-                return
-
-    def _next_batch(self) -> tuple[list[_Request[Any]], bool]:
-        """Block for requests, then take what else is pending, up to ``max_batch``; and
-        whether the connection is to be closed after this batch."""
-        batch = self._carry
-        while not self._stop_seen and len(batch) < self.max_batch:
-            try:
-                item = self._queue.get(block=not batch)
-            except queue.Empty:
-                break
-            if item is None:
-                self._stop_seen = True
-            else:
-                batch += item
-        self._carry = batch[self.max_batch :]
-        return batch[: self.max_batch], self._stop_seen and not self._carry
-
-    def _run_batch(self, conn: _Connection, batch: list[_Request[Any]]) -> None:
-        writes = [r for r in batch if r.write]
-        outcomes = self._commit_writes(conn, writes) if writes else []
-        outcomes += [_run_alone(conn, r) for r in batch if not r.write]
-        self._deliver(outcomes)
-
-    def _commit_writes(self, conn: _Connection, writes: list[_Request[Any]]) -> list[_Outcome]:
-        """All writes in one transaction, each in a savepoint; one commit for them all."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            outcomes = [_run_in_savepoint(conn, r) for r in writes]
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            # The transaction itself failed (disk full, I/O error...): nothing of it was
-            # committed. Retry each write alone so every caller gets its own answer.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [_run_alone(conn, r) for r in writes]
-            self.commits += len(writes)
-            return outcomes
-        self.commits += 1
-        return outcomes
-
-    def _deliver(self, outcomes: list[_Outcome]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for outcome in outcomes:
-            by_loop.setdefault(outcome[0].loop, []).append(outcome)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                loop.call_soon_threadsafe(_settle, items)
-
-
-def _run_in_savepoint(conn: _Connection, request: _Request[Any]) -> _Outcome:
-    conn.execute("SAVEPOINT write")
-    try:
-        result = request.work(conn)
-    except Exception as exc:
-        conn.execute("ROLLBACK TO write")
-        conn.execute("RELEASE write")
-        return request, None, exc
-    conn.execute("RELEASE write")
-    return request, result, None
-
-
-def _run_alone(conn: _Connection, request: _Request[Any]) -> _Outcome:
-    """Run one request in its own transaction (a read, or a write retried alone)."""
-    try:
-        if request.write:
-            conn.execute("BEGIN IMMEDIATE")
-        result = request.work(conn)
-        if conn.in_transaction:
-            conn.execute("COMMIT")
-    except Exception as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return request, None, exc
-    return request, result, None
-
-
-def _close_if_opened(db: _DbThread) -> Callable[[concurrent.futures.Future[None]], None]:
-    """A callback closing ``db`` once it has opened (its opener was cancelled meanwhile)."""
-
-    def close(opened: concurrent.futures.Future[None]) -> None:
-        if opened.exception() is None:
-            db.submit(None)
-
-    return close
-
-
 # ----------------------------------------------------------------------------- public API
 
 
@@ -463,12 +225,12 @@ class Ledger:
     every ``mark_*`` returns only once its write is committed durably.
     """
 
-    def __init__(self, db: _DbThread) -> None:
+    def __init__(self, db: DbThread) -> None:
         """Use :meth:`open`."""
         self._db = db
         self._closed = False
         #: Requests of this event-loop iteration, handed to the thread together.
-        self._buffer: list[_Request[Any]] = []
+        self._buffer: list[Request[Any]] = []
 
     @classmethod
     async def open(
@@ -482,12 +244,12 @@ class Ledger:
         """
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        db = _DbThread(os.fspath(path), max_batch)
+        db = DbThread(os.fspath(path), max_batch, _connect)
         try:
             # shield: cancelling the wait must not cancel the thread's own future
             await asyncio.shield(asyncio.wrap_future(db.opened))
         except asyncio.CancelledError:
-            db.opened.add_done_callback(_close_if_opened(db))
+            db.opened.add_done_callback(close_if_opened(db))
             raise
         return cls(db)
 
@@ -587,7 +349,7 @@ class Ledger:
         future: asyncio.Future[_T] = loop.create_future()
         if not self._buffer:
             loop.call_soon(self._flush)
-        self._buffer.append(_Request(work, write, future, loop))
+        self._buffer.append(Request(work, write, future, loop))
         return await future
 
     def _flush(self) -> None:

@@ -1,4 +1,4 @@
-"""What ``submit_many`` yields: one :class:`BulkResult` per input, and the errors it carries."""
+"""What ``submit_many`` yields: one :class:`BulkResult` per input (its errors: ``errors.py``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import attrs
 
-from .errors import ChutesError, ConfigurationError
-from .job import JobHandle
-from .models import Job
+from ..job import JobHandle
+from ..models import Job
+
+__all__ = ["BulkOutcome", "BulkResult"]
 
 
 class BulkOutcome(enum.Enum):
@@ -22,21 +23,6 @@ class BulkOutcome(enum.Enum):
     DOWNLOADED = "downloaded"  #: finished and its outputs are on disk
     NOT_SUBMITTED = "not_submitted"  #: no job was created for it (refused, quota, bad input)
     UNKNOWN = "unknown"  #: the create may or may not have reached the server
-
-
-class QuotaExceededError(ChutesError):
-    """The daily job quota is exhausted: this input was not submitted."""
-
-
-class UnknownCreateError(ChutesError):
-    """A create's answer was lost: a job may exist (and be billed) for this input.
-
-    It is never re-sent on its own; pass ``resubmit_unknown=True`` once you have checked.
-    """
-
-
-class DuplicateInputError(ConfigurationError):
-    """Another input of this run with the same key is still in progress; this one was skipped."""
 
 
 @attrs.frozen

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .errors import RateLimitError
-from .retry import RetryPolicy
+from ..errors import RateLimitError
+from ..retry import RetryPolicy
 
 log = logging.getLogger("chutes_jobs")
 

@@ -1,0 +1,173 @@
+"""The one thread that owns a SQLite connection and applies queued requests in batches.
+
+Every call is a request queued to that thread (the calls of one event-loop iteration are handed
+over together); the thread takes everything pending, runs all writes in ONE transaction (each in
+its own savepoint, so a refused or failing write affects only its caller), commits once, then
+resolves every caller on its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+__all__ = ["DbThread", "Request", "close_if_opened"]
+
+_T = TypeVar("_T")
+_Connection = sqlite3.Connection
+
+
+@attrs.define
+class Request(Generic[_T]):
+    work: Callable[[_Connection], _T]
+    write: bool
+    future: asyncio.Future[_T]
+    loop: asyncio.AbstractEventLoop
+
+
+_Outcome = tuple["Request[Any]", Any, BaseException | None]
+
+
+def _settle(outcomes: Iterable[_Outcome]) -> None:
+    """On the event loop: hand each caller its result, unless it stopped waiting."""
+    for request, result, error in outcomes:
+        if request.future.done():
+            continue  # cancelled: the write happened anyway
+        if error is None:
+            request.future.set_result(result)
+        else:
+            request.future.set_exception(error)
+
+
+class DbThread:
+    """The one thread that owns the connection and applies queued requests in batches."""
+
+    def __init__(self, path: str, max_batch: int, connect: Callable[[str], _Connection]) -> None:
+        self.path = path
+        self._connect = connect
+        self.max_batch = max_batch
+        self.commits = 0
+        self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue: queue.SimpleQueue[list[Request[Any]] | None] = queue.SimpleQueue()
+        #: Requests taken from the queue beyond ``max_batch``: the next batch starts with them.
+        self._carry: list[Request[Any]] = []
+        self._stop_seen = False
+        self._thread = threading.Thread(target=self._main, name="chutes-jobs-ledger", daemon=True)
+        self._thread.start()
+
+    def submit(self, requests: list[Request[Any]] | None) -> None:
+        """Queue requests (None: close the connection once everything before it is done)."""
+        self._queue.put(requests)
+
+    def _main(self) -> None:
+        try:
+            conn = self._connect(self.path)
+        except BaseException as exc:
+            self.opened.set_exception(exc)
+            return
+        self.opened.set_result(None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+            self.stopped.set_result(None)
+
+    def _serve(self, conn: _Connection) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _next_batch(self) -> tuple[list[Request[Any]], bool]:
+        """Block for requests, then take what else is pending, up to ``max_batch``; and
+        whether the connection is to be closed after this batch."""
+        batch = self._carry
+        while not self._stop_seen and len(batch) < self.max_batch:
+            try:
+                item = self._queue.get(block=not batch)
+            except queue.Empty:
+                break
+            if item is None:
+                self._stop_seen = True
+            else:
+                batch += item
+        self._carry = batch[self.max_batch :]
+        return batch[: self.max_batch], self._stop_seen and not self._carry
+
+    def _run_batch(self, conn: _Connection, batch: list[Request[Any]]) -> None:
+        writes = [r for r in batch if r.write]
+        outcomes = self._commit_writes(conn, writes) if writes else []
+        outcomes += [_run_alone(conn, r) for r in batch if not r.write]
+        self._deliver(outcomes)
+
+    def _commit_writes(self, conn: _Connection, writes: list[Request[Any]]) -> list[_Outcome]:
+        """All writes in one transaction, each in a savepoint; one commit for them all."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = [_run_in_savepoint(conn, r) for r in writes]
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            # The transaction itself failed (disk full, I/O error...): nothing of it was
+            # committed. Retry each write alone so every caller gets its own answer.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [_run_alone(conn, r) for r in writes]
+            self.commits += len(writes)
+            return outcomes
+        self.commits += 1
+        return outcomes
+
+    def _deliver(self, outcomes: list[_Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_settle, items)
+
+
+def _run_in_savepoint(conn: _Connection, request: Request[Any]) -> _Outcome:
+    conn.execute("SAVEPOINT write")
+    try:
+        result = request.work(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO write")
+        conn.execute("RELEASE write")
+        return request, None, exc
+    conn.execute("RELEASE write")
+    return request, result, None
+
+
+def _run_alone(conn: _Connection, request: Request[Any]) -> _Outcome:
+    """Run one request in its own transaction (a read, or a write retried alone)."""
+    try:
+        if request.write:
+            conn.execute("BEGIN IMMEDIATE")
+        result = request.work(conn)
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+    except Exception as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return request, None, exc
+    return request, result, None
+
+
+def close_if_opened(db: DbThread) -> Callable[[concurrent.futures.Future[None]], None]:
+    """A callback closing ``db`` once it has opened (its opener was cancelled meanwhile)."""
+
+    def close(opened: concurrent.futures.Future[None]) -> None:
+        if opened.exception() is None:
+            db.submit(None)
+
+    return close
