@@ -1,6 +1,6 @@
 """User authentication: an API key header, or a Bittensor hotkey signature over the body.
 
-The server accepts either (PROTOCOL.md, "User authentication"):
+The server accepts either (``docs/PROTOCOL.md``, "Authenticating a user"):
 
 * ``Authorization: cpk_...`` (sent as given; the server reads the last word, so ``Bearer
   cpk_...`` works too);

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import downloads, report, worker
+from ._http import job_from_answer
 from ._job_args import DISK_GB_MAX as DISK_GB_MAX
 from ._job_args import DISK_GB_MIN as DISK_GB_MIN
 from ._job_args import create_body, create_path, segment
@@ -22,7 +23,7 @@ from .errors import (
     OutputMissingError,
     ServerError,
 )
-from .models import Job, OutputFile, job_from_answer
+from .models import Job, OutputFile
 from .polling import PollPolicy, poll_job
 from .retry import CallKind, RetryPolicy
 from .transfer import ProgressCallback

@@ -18,7 +18,6 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._redact import REDACTED
-from .errors import ProtocolError
 
 __all__ = [
     "SUCCESS_STATUSES",
@@ -29,7 +28,6 @@ __all__ = [
     "OutputFile",
     "converter",
     "file_id_for",
-    "job_from_answer",
     "job_from_json",
     "job_to_json",
 ]
@@ -231,20 +229,6 @@ converter = _make_converter()
 def job_from_json(data: Any) -> Job:
     """Read a Job object as the server sent it (``ProtocolError`` handling is the caller's)."""
     return converter.structure(data, Job)
-
-
-def job_from_answer(data: Any, method: str, path: str) -> Job:
-    """The Job object of a 2xx answer to ``method path``; :class:`ProtocolError` if it is not."""
-    try:
-        return job_from_json(data)
-    except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError, ...
-        raise ProtocolError(
-            f"{method} {path}: the answer is not a Job object ({type(exc).__name__})",
-            status=200,
-            body_excerpt=repr(data),
-            method=method,
-            url=path,
-        ) from exc
 
 
 def job_to_json(job: Job, *, include_status: bool = False) -> dict[str, Any]:

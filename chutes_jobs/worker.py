@@ -30,6 +30,7 @@ import aiohttp
 import attrs
 import yarl
 
+from ._http import job_from_answer
 from ._redact import REDACTED
 from .errors import (
     BadRequestError,
@@ -37,7 +38,7 @@ from .errors import (
     ConfigurationError,
     ProtocolError,
 )
-from .models import Job, job_from_answer
+from .models import Job
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
 from .transfer.paths import OutputsSpec as OutputsSpec

@@ -1,4 +1,4 @@
-"""The Job model reads what the live server sends (PROTOCOL.md, "The Job object")."""
+"""The Job model reads what the live server sends (docs/PROTOCOL.md, "The Job object")."""
 
 from __future__ import annotations
 

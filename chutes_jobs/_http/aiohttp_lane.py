@@ -6,8 +6,9 @@ used for every streaming call (downloads, uploads) and for JSON calls outside a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import aiohttp
 import yarl
@@ -20,9 +21,9 @@ from ..errors import (
     RequestTimeoutError,
     TransportError,
 )
-from .answers import ERROR_BODY_LIMIT, MAX_ANSWER_BYTES, answer_error, too_large
+from .answers import ERROR_BODY_LIMIT, MAX_ANSWER_BYTES, answer_error, log_answer, too_large
 
-__all__ = ["map_transport_errors", "read_answer", "status_error"]
+__all__ = ["exchange", "map_transport_errors", "read_answer", "status_error"]
 
 
 def _safe_cause(exc: BaseException) -> BaseException | None:
@@ -44,6 +45,31 @@ def map_transport_errors(method: str, url: yarl.URL | str) -> Iterator[None]:
         raise
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise _transport_error(exc, method, url) from _safe_cause(exc)
+
+
+@asynccontextmanager
+async def exchange(
+    http: aiohttp.ClientSession,
+    method: str,
+    target: yarl.URL,
+    data: Any,
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """One request over aiohttp; yields the 2xx response, its body unread.
+
+    An error status raises its :class:`~chutes_jobs.APIStatusError` subclass; aiohttp's
+    failures, here or while the caller reads the body, raise our errors. Redirects are not
+    followed.
+    """
+    with map_transport_errors(method, target):
+        async with http.request(
+            method, target, data=data, headers=headers, timeout=timeout, allow_redirects=False
+        ) as response:
+            log_answer(response.status, method, target)
+            if not 200 <= response.status < 300:
+                raise await status_error(response, method, target)
+            yield response
 
 
 def _transport_error(

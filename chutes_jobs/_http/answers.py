@@ -16,12 +16,14 @@ import yarl
 
 from .._redact import redact_url
 from ..errors import AnswerTooLargeError, APIStatusError, ProtocolError, error_for_status
+from ..models import Job, job_from_json
 from ..retry import parse_retry_after
 
 __all__ = [
     "ERROR_BODY_LIMIT",
     "MAX_ANSWER_BYTES",
     "answer_error",
+    "job_from_answer",
     "json_answer",
     "log_answer",
     "log_attempt",
@@ -105,6 +107,20 @@ def json_answer(raw: bytes, status: int, content_type: str, method: str, url: ya
             method=method,
             url=str(url),
         ) from None
+
+
+def job_from_answer(data: Any, method: str, path: str) -> Job:
+    """The Job object of a 2xx answer to ``method path``; :class:`ProtocolError` if it is not."""
+    try:
+        return job_from_json(data)
+    except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError, ...
+        raise ProtocolError(
+            f"{method} {path}: the answer is not a Job object ({type(exc).__name__})",
+            status=200,
+            body_excerpt=repr(data),
+            method=method,
+            url=path,
+        ) from exc
 
 
 def log_attempt(number: int, method: str, url: yarl.URL) -> None:

@@ -32,7 +32,7 @@ import yarl
 from ..auth import UserAuth
 from ..errors import ConfigurationError
 from ..retry import CallKind, RetryPolicy
-from .aiohttp_lane import map_transport_errors, read_answer, status_error
+from .aiohttp_lane import exchange, read_answer
 from .answers import answer_error, json_answer, log_answer, log_attempt
 from .http1 import Http1Pool
 
@@ -266,20 +266,9 @@ class Transport:
         body: bytes | None,
     ) -> Any:
         """One attempt of a JSON call over aiohttp: the decoded answer, or our error."""
-        with map_transport_errors(method, target):
-            async with self.http.request(
-                method,
-                target,
-                data=body,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            ) as response:
-                log_answer(response.status, method, target)
-                if not 200 <= response.status < 300:
-                    raise await status_error(response, method, target)
-                raw = await read_answer(response, method, target)
-                return json_answer(raw, response.status, response.content_type, method, url)
+        async with exchange(self.http, method, target, body, headers, self.timeout) as response:
+            raw = await read_answer(response, method, target)
+            return json_answer(raw, response.status, response.content_type, method, url)
 
     @asynccontextmanager
     async def send_once(
@@ -312,19 +301,9 @@ class Transport:
         if json is not NO_BODY:
             request_headers["Content-Type"] = JSON_CONTENT_TYPE
         request_headers.update(headers or {})
-        with map_transport_errors(method, target):
-            async with self.http.request(
-                method,
-                target,
-                data=data,
-                headers=request_headers,
-                timeout=timeout or self.timeout,
-                allow_redirects=False,
-            ) as response:
-                log_answer(response.status, method, target)
-                if not 200 <= response.status < 300:
-                    raise await status_error(response, method, target)
-                yield response
+        timeout = timeout or self.timeout
+        async with exchange(self.http, method, target, data, request_headers, timeout) as response:
+            yield response
 
     # -- checks and headers ----------------------------------------------------------------
 

@@ -12,12 +12,12 @@ How a run is built, top-down (``run``):
   ``download_concurrency`` jobs at once) (``follow``);
 * results go to a queue the consumer reads, in completion order.
 
-Creates are billed and not idempotent (``docs/PROTOCOL.md``, "Create"). A 429 with Retry-After
-pauses every submitter together (one :class:`RateGate`, ``gate``), checked right before each
-create is sent; a daily-quota 429 stops all further creates. With a ledger, every step of every
-key is durable before the next one, so a re-run skips what was submitted, resumes waiting and
-downloading, and never creates a job twice. A create whose answer was lost is recorded
-``unknown`` and reported, never re-sent unless ``resubmit_unknown=True``.
+Creates are billed and not idempotent (``docs/PROTOCOL.md``, "Creating a job"). A 429 with
+Retry-After pauses every submitter together (one :class:`RateGate`, ``gate``), checked right
+before each create is sent; a daily-quota 429 stops all further creates. With a ledger, every
+step of every key is durable before the next one, so a re-run skips what was submitted, resumes
+waiting and downloading, and never creates a job twice. A create whose answer was lost is
+recorded ``unknown`` and reported, never re-sent unless ``resubmit_unknown=True``.
 
 Stopping (the consumer's task cancelled, ``aclose()``, or breaking out of the loop): no new
 input is read and no new create starts; creates under way finish and are recorded (after

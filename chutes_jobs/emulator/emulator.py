@@ -27,7 +27,7 @@ __all__ = ["Emulator"]
 
 
 class Emulator:
-    """A faithful local Chutes Jobs API on loopback (see ``PROTOCOL.md``), for tests and demos.
+    """A faithful local Chutes Jobs API on loopback (see ``docs/PROTOCOL.md``), for tests and demos.
 
     ``live_quirks=True`` reproduces the live server's bugs (delete answers 500 and keeps the job,
     500s after a non-object result, no Range). ``range_support`` enables 206 answers to

@@ -158,7 +158,7 @@ def test_unknown_route_is_refused() -> None:
 
 
 async def test_aiohttp_resends_a_cut_put_on_its_own(client: Client) -> None:
-    # The trap PROTOCOL.md warns about: a default aiohttp session silently re-sends an
+    # The trap docs/PROTOCOL.md warns about: a default aiohttp session silently re-sends an
     # idempotent request whose connection dropped, so the fault is hidden from the caller.
     job_id = await client.new_job()
     client.emu.faults.add("complete", drop_after_handling=True)

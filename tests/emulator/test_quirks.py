@@ -1,4 +1,4 @@
-"""``live_quirks=True``: the live server's bugs, exactly as PROTOCOL.md describes them."""
+"""``live_quirks=True``: the live server's bugs, exactly as docs/PROTOCOL.md describes them."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """The ledger interface: what a ledger records per input key, and the legal transitions.
 
 Creates are billed and not idempotent, and the API has no idempotency key and no list endpoint
-(``docs/PROTOCOL.md``, "Create"). So a bulk run records, per input key, what it did *before* and
-*after* each create, and a re-run after a crash reads the ledger instead of creating the job
-again. A backend (:mod:`.sqlite`; a PostgreSQL one would be one more module) implements
-:class:`LedgerStore` and checks every write with :func:`check_transition`.
+(``docs/PROTOCOL.md``, "Creating a job"). So a bulk run records, per input key, what it did
+*before* and *after* each create, and a re-run after a crash reads the ledger instead of
+creating the job again. A backend (:mod:`.sqlite`; a PostgreSQL one would be one more module)
+implements :class:`LedgerStore` and checks every write with :func:`check_transition`.
 
 States and their legal transitions (anything else raises :class:`LedgerError`)::
 

@@ -1,7 +1,7 @@
 """The SQLite ledger backend: durable, asyncio-friendly, group-committed.
 
 Creates are billed and not idempotent, and the API has no idempotency key and no list endpoint
-(``docs/PROTOCOL.md``, "Create"). So a bulk run records, per input key, what it did *before*
+(``docs/PROTOCOL.md``, "Creating a job"). So a bulk run records, per input key, what it did *before*
 and *after* each create, and a re-run after a crash reads the ledger instead of creating the job
 again::
 
