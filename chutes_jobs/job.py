@@ -24,6 +24,7 @@ from .errors import (
     NotFoundError,
     OutputMissingError,
     ServerError,
+    unreadable_job_error,
 )
 from .models import Job, OutputFile, job_from_answer
 from .polling import PollPolicy
@@ -201,10 +202,15 @@ class JobHandle:
         """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it.
 
         ``fast_lane`` sends it over the session's HTTP/1.1 pool (see ``ChutesSession.request``).
+        When every attempt answers a bare 500, :class:`JobUnreadableError` says the likely
+        cause (on the live server: the worker finished the job with a non-object result).
         """
-        data = await self._session.request(
-            "GET", self.path, kind=CallKind.READ, fast_lane=fast_lane
-        )
+        try:
+            data = await self._session.request(
+                "GET", self.path, kind=CallKind.READ, fast_lane=fast_lane
+            )
+        except ServerError as exc:
+            raise unreadable_job_error(exc, self._id) from exc
         self._job = job_from_answer(data, "GET", self.path)
         return self._job
 
@@ -245,9 +251,11 @@ class JobHandle:
     ) -> Job:
         """Poll until the job is finished and return the final :class:`Job`.
 
-        Raises :class:`JobFailedError` when the outcome is a failure (see :attr:`Job.failed`)
-        unless ``raise_on_failure=False``, and :class:`JobTimeoutError` after ``timeout``
-        seconds (the job keeps running; nothing is deleted).
+        Raises :class:`JobFailedError` (with the failure's ``detail`` when known) when the
+        job's :attr:`Job.outcome` is ``FAILED``, unless ``raise_on_failure=False``; an
+        ``UNKNOWN`` outcome (nothing says how it ended) returns normally: check
+        ``job.outcome``. Raises :class:`JobTimeoutError` after ``timeout`` seconds (the job
+        keeps running; nothing is deleted).
         """
         final: Job | None = None
         async for snapshot in self.watch(timeout=timeout, poll=poll):
@@ -431,9 +439,14 @@ class JobHandle:
         POSIX names, subfolders kept). ``result`` must be a mapping or None and JSON-encodable
         (anything else is refused before sending: the live server would break the job). For a
         status other than ``"complete"`` a ``detail`` text is always sent (a default one if not
-        given). Unsafe output names (absolute, ``..``, backslash, ...) raise
-        :class:`ConfigurationError` before sending. Calling finish again before :meth:`complete`
-        replaces the file list and hands out new URLs.
+        given). The outcome is also recorded in ``result`` under :data:`OUTCOME_KEY`
+        (``{"status": ..., "detail": <first line of detail>}``) beside your own keys, since the
+        live server never returns ``status`` or ``detail``; ``result`` holding that key itself
+        is refused. Output names that are unsafe (absolute, ``..``, backslash, ...) or that the
+        live server could never serve back (not latin-1, a newline or another control
+        character) raise :class:`OutputNameError` naming each, before anything is sent.
+        Calling finish again before :meth:`complete` replaces the file list and hands out new
+        URLs.
         """
         token = self._worker_token()
         targets = await worker.finish_job(

@@ -245,6 +245,35 @@ def _json_answer(raw: bytes, status: int, content_type: str, method: str, url: y
         ) from None
 
 
+def _checked_base_url(base_url: str | yarl.URL) -> yarl.URL:
+    """``base_url`` without trailing slash; :class:`ConfigurationError` unless it is a plain
+    http(s) URL: no query string, fragment or user info, which would be glued into every
+    request URL (``https://host/?x=1/jobs/...``) and logged. The error never echoes them."""
+    text = str(base_url)
+    try:
+        url = yarl.URL(text.rstrip("/"))
+    except (TypeError, ValueError):
+        raise ConfigurationError("base_url is not a valid URL") from None
+    if not url.is_absolute() or url.scheme not in ("http", "https"):
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {redact(text)!r}")
+    extras = [
+        what
+        for what, present in (
+            ("a query string", "?" in text),
+            ("a fragment", "#" in text),
+            ("user info", url.user is not None or url.password is not None),
+        )
+        if present
+    ]
+    if extras:
+        where = f"{url.origin()}{url.path}"
+        raise ConfigurationError(
+            f"base_url must be the API root alone ({where!r}), without {' or '.join(extras)}: "
+            "request paths are appended to it"
+        )
+    return url
+
+
 class ChutesSession:
     """A connection to the Chutes Jobs API: credentials, timeouts, retries, one connection pool.
 
@@ -254,9 +283,11 @@ class ChutesSession:
     a job token and need no credentials.
 
     Args:
-        base_url: API root; plain ``http://`` is refused for a non-loopback host while
-            credentials are set unless ``allow_insecure_http`` is true.
-        api_key: a ``cpk_...`` key, sent as given.
+        base_url: API root; a query string, fragment or user info in it raises
+            :class:`~chutes_jobs.ConfigurationError`; plain ``http://`` is refused for a
+            non-loopback host while credentials are set unless ``allow_insecure_http`` is true.
+        api_key: a ``cpk_...`` API key or a ``cak_...`` OAuth access token, sent as given and
+            masked by value in every repr, log line and error.
         hotkey: a hotkey seed (64 hex characters) or a keypair with ``ss58_address``/``sign``.
         user_id: kept for callers; never sent (the server ignores ``X-Chutes-UserID``).
         connect_timeout: seconds to establish a connection.
@@ -285,9 +316,7 @@ class ChutesSession:
         allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.base_url = yarl.URL(str(base_url).rstrip("/"))
-        if not self.base_url.is_absolute() or self.base_url.scheme not in ("http", "https"):
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {str(base_url)!r}")
+        self.base_url = _checked_base_url(base_url)
         self.user_id = user_id
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.user_agent = user_agent or _user_agent()

@@ -6,7 +6,9 @@ sent follows PROTOCOL.md to the letter, because the live server breaks a job for
 missing ``result`` or a failure without ``detail``:
 
 * finish: ``POST /jobs/{id}?token=`` with ``{"status", "result", "output_filenames"}`` plus a
-  ``detail`` string whenever the status is not ``"complete"``;
+  ``detail`` string whenever the status is not ``"complete"``; ``result`` also records the
+  outcome under ``OUTCOME_KEY`` (the server never returns ``status``/``detail``), and output
+  names the server could not serve back are refused (``_outputs``);
 * upload: one ``PUT`` per file to the URL finish answered, ``multipart/form-data`` with exactly
   the parts ``file`` and ``path``, streamed from disk with a known ``Content-Length``; a retry
   re-opens the file and sends it whole;
@@ -22,7 +24,6 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,15 +32,10 @@ import aiohttp
 import attrs
 import yarl
 
-from ._paths import _lexical_problem as lexical_problem
-from ._redact import REDACTED
-from .errors import (
-    BadRequestError,
-    ChutesError,
-    ConfigurationError,
-    ProtocolError,
-)
-from .models import Job, job_from_answer
+from ._outputs import OutputsSpec, collect_outputs
+from ._redact import REDACTED, register_secret
+from .errors import BadRequestError, ChutesError, ConfigurationError, ProtocolError
+from .models import OUTCOME_KEY, Job, job_from_answer, outcome_record
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
 
@@ -66,9 +62,6 @@ log = logging.getLogger("chutes_jobs")
 ALREADY_FINISHED = re.compile(r"\bjob alread(y)? finished\b", re.IGNORECASE)
 #: The body of complete (ignored by the server; what the official SDK sends).
 COMPLETE_BODY = {"status": "done"}
-
-#: ``{relative_name: path}``, an output directory, or None (no outputs).
-OutputsSpec = Mapping[str, str | PathLike[str]] | str | PathLike[str] | None
 
 
 # ----------------------------------------------------------------------------- status URL
@@ -107,6 +100,7 @@ def parse_status_url(url: str) -> StatusURL:
     if problem:
         raise ConfigurationError(f"malformed job status URL {url!r}: {problem}")
     prefix = "/".join(segments[:-2])
+    register_secret(tokens[0])
     return StatusURL(f"{parts.scheme}://{netloc}{prefix}", segments[-1], tokens[0])
 
 
@@ -116,51 +110,8 @@ def split_token(url: str) -> tuple[yarl.URL, str]:
     tokens = target.query.getall("token", [])
     if not target.is_absolute() or target.scheme not in ("http", "https") or len(tokens) != 1:
         raise ConfigurationError(f"upload URL {url!r} must be an http(s) URL with one token=")
+    register_secret(tokens[0])
     return target.without_query_params("token"), tokens[0]
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-def check_output_name(name: str) -> str:
-    """``name`` if it is a safe relative POSIX path, else :class:`ConfigurationError`.
-
-    The rules are the ones a downloading client applies (``_paths``): no absolute path, no
-    ``..``/``.``/empty component, no backslash, drive letter or NUL. A name breaking them would
-    be refused on the user's side, so it is refused here, before anything is sent.
-    """
-    problem = lexical_problem(name) if isinstance(name, str) else "not a string"
-    if problem is not None:
-        raise ConfigurationError(f"output name {name!r} is not a safe relative path: {problem}")
-    return name
-
-
-def collect_outputs(outputs: OutputsSpec) -> dict[str, Path]:
-    """``{relative POSIX name: file}`` from a mapping or a directory walked recursively.
-
-    Every file must exist and be a regular file: a finish that lists a file the worker cannot
-    upload would leave the job with a missing output. Blocking: call it in a thread.
-    """
-    if outputs is None:
-        return {}
-    if isinstance(outputs, str | PathLike):
-        return _walk(Path(outputs))
-    if not isinstance(outputs, Mapping):
-        raise ConfigurationError(
-            f"outputs must be a mapping, a directory or None, got {type(outputs).__name__}"
-        )
-    collected = {check_output_name(name): Path(path) for name, path in outputs.items()}
-    for name, path in collected.items():
-        if not path.is_file():
-            raise ConfigurationError(f"output {name!r}: {str(path)!r} is not a readable file")
-    return collected
-
-
-def _walk(root: Path) -> dict[str, Path]:
-    if not root.is_dir():
-        raise ConfigurationError(f"output directory {str(root)!r} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return {check_output_name(p.relative_to(root).as_posix()): p for p in files}
 
 
 # ----------------------------------------------------------------------------- results
@@ -246,29 +197,46 @@ def finish_body(
 ) -> dict[str, Any]:
     """The finish body, or :class:`ConfigurationError` for what the live server would break on.
 
-    ``result`` must be a mapping (sent as a JSON object) or None (``null``), and JSON without
-    NaN/Infinity; ``detail`` is always sent for a status other than ``"complete"``.
+    ``result`` must be a mapping (sent as a JSON object) or None, and JSON without
+    NaN/Infinity (:func:`check_result`); ``detail`` is always sent for a status other than
+    ``"complete"``. The outcome is recorded in ``result`` under :data:`~chutes_jobs.OUTCOME_KEY`
+    (``models.outcome_record``): the live server stores ``status`` and ``detail`` but never
+    returns them, so the record is what the user side reads.
     """
     if not isinstance(status, str) or not status:
         raise ConfigurationError(f"status must be a non-empty string, got {status!r}")
-    if result is not None and not isinstance(result, Mapping):
-        raise ConfigurationError(
-            f"result must be a mapping or None, got {type(result).__name__}: the live server "
-            "would store it and answer 500 for that job forever (wrap it, e.g. {'value': ...})"
-        )
+    check_result(result, "result")
     if detail is not None and not isinstance(detail, str):
         raise ConfigurationError(f"detail must be a string, got {type(detail).__name__}")
+    if status != "complete":
+        detail = detail or f"job ended with status {status!r}"
     body: dict[str, Any] = {
         "status": status,
-        "result": dict(result) if result is not None else None,
+        "result": {**(result or {}), OUTCOME_KEY: outcome_record(status, detail)},
         "output_filenames": names,
     }
-    if status != "complete":
-        body["detail"] = detail or f"job ended with status {status!r}"
-    elif detail is not None:
+    if detail is not None:
         body["detail"] = detail
-    check_json(body["result"], "result")
     return body
+
+
+def check_result(result: object, what: str) -> None:
+    """:class:`ConfigurationError` unless ``result`` can be sent as a job's ``result``.
+
+    A mapping or None, strict JSON (no NaN/Infinity), without the key
+    :data:`~chutes_jobs.OUTCOME_KEY` (the library records the outcome there).
+    """
+    if result is not None and not isinstance(result, Mapping):
+        raise ConfigurationError(
+            f"{what} must be a mapping or None, got {type(result).__name__}: the live server "
+            "would store it and answer 500 for that job forever (wrap it, e.g. {'value': ...})"
+        )
+    if result is not None and OUTCOME_KEY in result:
+        raise ConfigurationError(
+            f"{what} cannot hold the key {OUTCOME_KEY!r}: chutes-jobs records the job's "
+            "outcome there"
+        )
+    check_json(dict(result) if result is not None else None, what)
 
 
 def check_json(value: Any, what: str) -> None:
