@@ -135,7 +135,7 @@ class APIStatusError(ChutesError):
         attempts: int = 1,
     ) -> None:
         self.status = status
-        self.detail = detail
+        self.detail = _redacted_detail(detail)
         self.method = method
         self.url = redact(url)
         self.body_excerpt = redact(body_excerpt[:EXCERPT_CHARS])
@@ -339,6 +339,18 @@ def error_for_status(
     if isinstance(error, ServerError):
         error.retry_after = retry_after
     return error
+
+
+def _redacted_detail(detail: Any) -> Any:
+    """``detail`` (text, or FastAPI's list of dicts) with every string in it redacted: a
+    server may echo the credential it refused."""
+    if isinstance(detail, str):
+        return redact(detail)
+    if isinstance(detail, list):
+        return [_redacted_detail(item) for item in detail]
+    if isinstance(detail, dict):
+        return {key: _redacted_detail(value) for key, value in detail.items()}
+    return detail
 
 
 def _detail_text(detail: Any) -> str:
