@@ -2,11 +2,11 @@
 
 Two rules, applied together by :func:`redact`:
 
-* by shape: ``token=`` query values, API keys (``cpk_...``), OAuth access tokens
-  (``cak_...``) and ``Bearer`` credentials;
-* by value: every credential a session holds (API key or token, hotkey seed, worker tokens),
-  registered with :func:`register_secret` when the session or handle is built, whatever it
-  looks like.
+* by shape: ``token=`` query values, JWTs (worker tokens), API keys (``cpk_...``), OAuth
+  access tokens (``cak_...``) and ``Bearer`` credentials;
+* by value: every credential a session holds (API key or token, hotkey seed, a worker token
+  that is not a JWT), registered with :func:`register_secret` when the session or handle is
+  built, whatever it looks like.
 """
 
 from __future__ import annotations
@@ -19,52 +19,83 @@ REDACTED = "***"
 
 #: Registered values shorter than this are not masked by value: they would hit ordinary text.
 MIN_SECRET_CHARS = 8
-#: Most values kept; the oldest go first (a worker process sees one token per job).
+#: Most values kept; the oldest go first.
 MAX_SECRETS = 4096
 
 _TOKEN_QUERY = re.compile(r"(?i)(\btoken=)[^&\s\"'<>]+")
 _API_KEY = re.compile(r"\b(cpk|cak)_[A-Za-z0-9._\-]+")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._\-]+")
+#: A JWT (worker tokens, HS256 or ES256: header and claims are base64url JSON, ``eyJ...``).
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 
 _secrets: dict[str, None] = {}  # insertion-ordered: the oldest is evicted first
+#: The registered values grouped by their first MIN_SECRET_CHARS characters, longest first
+#: (overlapping values are masked whole). A text is searched once per prefix with
+#: ``str.find``: a regex alternation of thousands of tokens takes a second to compile and a
+#: millisecond per search. Groups are replaced, never changed in place, so readers take a
+#: snapshot (``list(items())``) without the lock.
+_groups: dict[str, tuple[str, ...]] = {}
 _secrets_lock = threading.Lock()
-_by_value: re.Pattern[str] | None = None
 
 
 def register_secret(value: object) -> None:
-    """Mask ``value`` wherever it appears from now on (ignored unless a long enough str)."""
-    global _by_value
+    """Mask ``value`` wherever it appears from now on.
+
+    Ignored unless a str of at least :data:`MIN_SECRET_CHARS` characters, and for a JWT (a
+    worker gets one per job and per file): those are all masked by shape.
+    """
     if not isinstance(value, str) or len(value) < MIN_SECRET_CHARS or value in _secrets:
+        return
+    if _JWT.fullmatch(value):
         return
     with _secrets_lock:
         _secrets[value] = None
+        _regroup(value[:MIN_SECRET_CHARS], add=value)
         while len(_secrets) > MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
-        _by_value = None  # rebuilt on next use
+            oldest = next(iter(_secrets))
+            del _secrets[oldest]
+            _regroup(oldest[:MIN_SECRET_CHARS], drop=oldest)
 
 
-def _value_pattern() -> re.Pattern[str] | None:
-    global _by_value
-    pattern = _by_value
-    if pattern is None and _secrets:
-        with _secrets_lock:
-            longest_first = sorted(_secrets, key=len, reverse=True)  # overlaps masked whole
-            pattern = _by_value = re.compile("|".join(map(re.escape, longest_first)))
-    return pattern
+def _regroup(prefix: str, *, add: str | None = None, drop: str | None = None) -> None:
+    values = [v for v in _groups.get(prefix, ()) if v != drop] + ([add] if add else [])
+    if values:
+        _groups[prefix] = tuple(sorted(values, key=len, reverse=True))
+    else:
+        _groups.pop(prefix, None)
 
 
-def _mask_value(match: re.Match[str]) -> str:
+def _mask(value: str) -> str:
     """A registered value masked; a key's ``cpk_``/``cak_`` prefix is kept, as by shape."""
-    prefix = match.group()[:4]
-    return f"{prefix}{REDACTED}" if prefix in ("cpk_", "cak_") else REDACTED
+    return f"{value[:4]}{REDACTED}" if value[:4] in ("cpk_", "cak_") else REDACTED
+
+
+def _mask_values(text: str) -> str:
+    """``text`` with every registered value masked."""
+    hits: list[tuple[int, str]] = []
+    for prefix, values in list(_groups.items()):
+        position = text.find(prefix)
+        while position != -1:
+            found = next((v for v in values if text.startswith(v, position)), None)
+            if found is not None:
+                hits.append((position, found))
+            position = text.find(prefix, position + 1)
+    if not hits:
+        return text
+    parts: list[str] = []
+    start = 0
+    for position, value in sorted(hits, key=lambda hit: (hit[0], -len(hit[1]))):
+        if position >= start:  # not inside a value already masked
+            parts += (text[start:position], _mask(value))
+            start = position + len(value)
+    return "".join(parts) + text[start:]
 
 
 def redact(text: str) -> str:
     """``text`` with every registered credential, token query value, API key, OAuth token and
     bearer credential masked."""
-    pattern = _value_pattern()
-    if pattern is not None:
-        text = pattern.sub(_mask_value, text)
+    text = _mask_values(text)
+    text = _JWT.sub(REDACTED, text)
     text = _TOKEN_QUERY.sub(rf"\g<1>{REDACTED}", text)
     text = _API_KEY.sub(rf"\g<1>_{REDACTED}", text)
     return _BEARER.sub(rf"\g<1>{REDACTED}", text)

@@ -19,6 +19,7 @@ from chutes_jobs import (
     JobOutcome,
     PermissionDeniedError,
     RetryPolicy,
+    _redact,
 )
 from chutes_jobs._redact import REDACTED, redact
 from chutes_jobs.auth import ApiKeyAuth
@@ -120,10 +121,16 @@ async def test_a_credential_echoed_by_the_server_is_masked_by_value(
     assert credential[4:30] not in seen
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        f"eyJ{uuid.uuid4().hex}.eyJ{uuid.uuid4().hex}.{uuid.uuid4().hex}",  # a JWT: by shape
+        f"opaque-worker-token-{uuid.uuid4().hex}",  # anything else: by value
+    ],
+)
 async def test_a_worker_token_echoed_without_token_equals_is_masked(
-    http_mock: aioresponses, caplog: pytest.LogCaptureFixture
+    token: str, http_mock: aioresponses, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = f"eyJ{uuid.uuid4().hex}.eyJ{uuid.uuid4().hex}.{uuid.uuid4().hex}"
     base = "https://api.chutes.ai"
     http_mock.post(
         re.compile(r".*/jobs/j1\?.*"), status=401, payload={"detail": f"Missing JWT {token}"}
@@ -135,6 +142,18 @@ async def test_a_worker_token_echoed_without_token_equals_is_masked(
             await worker.finish()
     seen = _everything_seen(caught.value, caplog)
     assert "Missing JWT" in seen and token not in seen
+
+
+def test_the_oldest_values_make_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_redact, "MAX_SECRETS", 3)
+    values = [f"value-{i}-{uuid.uuid4().hex}" for i in range(5)]
+    for value in values:
+        _redact.register_secret(value)
+    masked = redact(" ".join(values))
+    assert masked.split() == values[:2] + [REDACTED] * 3
+    overlapping = f"{values[4]}-and-more"
+    _redact.register_secret(overlapping)  # the longer value is masked whole
+    assert redact(f"<{overlapping}>") == f"<{REDACTED}>"
 
 
 def test_a_hotkey_seed_is_masked_by_value() -> None:
