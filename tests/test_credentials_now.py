@@ -188,3 +188,16 @@ def test_a_plain_base_url_is_kept() -> None:
     assert str(ChutesSession(base_url="https://api.chutes.ai/v1/").base_url) == (
         "https://api.chutes.ai/v1"
     )
+
+
+async def test_es256_worker_tokens_are_opaque_to_the_client(tmp_path: Path) -> None:
+    """The emulator's local runner works each job through this library's worker API with
+    ES256 tokens; nothing in the client reads them."""
+    async with Emulator(token_algorithm="ES256", schedule_delay=0.01) as emu:
+        assert emu.job_status_url("x").split("token=")[1].startswith("eyJhbGciOiJFUzI1NiIs")
+        async with ChutesSession(base_url=emu.base_url, api_key=emu.api_key) as session:
+            handle = await session.create_job("demo", "files", {"count": 2})
+            job = await handle.wait(poll=FAST_POLL)
+            assert job.outcome is JobOutcome.SUCCEEDED
+            paths = await handle.download_outputs(tmp_path)
+    assert sorted(paths) == ["file_000.bin", "sub/file_001.bin"]
