@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import aiohttp
 import yarl
 
+from ._base_url import checked_base_url
 from ._bulk_options import DEFAULT_CANCEL_GRACE
 from ._http1 import Http1Pool
 from ._redact import redact, redact_url
@@ -245,35 +246,6 @@ def _json_answer(raw: bytes, status: int, content_type: str, method: str, url: y
         ) from None
 
 
-def _checked_base_url(base_url: str | yarl.URL) -> yarl.URL:
-    """``base_url`` without trailing slash; :class:`ConfigurationError` unless it is a plain
-    http(s) URL: no query string, fragment or user info, which would be glued into every
-    request URL (``https://host/?x=1/jobs/...``) and logged. The error never echoes them."""
-    text = str(base_url)
-    try:
-        url = yarl.URL(text.rstrip("/"))
-    except (TypeError, ValueError):
-        raise ConfigurationError("base_url is not a valid URL") from None
-    if not url.is_absolute() or url.scheme not in ("http", "https"):
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {redact(text)!r}")
-    extras = [
-        what
-        for what, present in (
-            ("a query string", "?" in text),
-            ("a fragment", "#" in text),
-            ("user info", url.user is not None or url.password is not None),
-        )
-        if present
-    ]
-    if extras:
-        where = f"{url.origin()}{url.path}"
-        raise ConfigurationError(
-            f"base_url must be the API root alone ({where!r}), without {' or '.join(extras)}: "
-            "request paths are appended to it"
-        )
-    return url
-
-
 class ChutesSession:
     """A connection to the Chutes Jobs API: credentials, timeouts, retries, one connection pool.
 
@@ -316,7 +288,7 @@ class ChutesSession:
         allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.base_url = _checked_base_url(base_url)
+        self.base_url = checked_base_url(base_url)
         self.user_id = user_id
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.user_agent = user_agent or _user_agent()

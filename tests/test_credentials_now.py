@@ -184,6 +184,12 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(
         ChutesSession.from_env()
 
 
+def test_a_base_url_of_another_scheme_is_refused_without_its_secrets() -> None:
+    with pytest.raises(ConfigurationError, match=r"http\(s\) URL") as caught:
+        ChutesSession(base_url="ftp://user:pw-s3cr3t@api.chutes.ai/x?k=q-s3cr3t#f-s3cr3t")
+    assert "s3cr3t" not in str(caught.value) and "ftp://api.chutes.ai/x" in str(caught.value)
+
+
 def test_a_plain_base_url_is_kept() -> None:
     assert str(ChutesSession(base_url="https://api.chutes.ai/v1/").base_url) == (
         "https://api.chutes.ai/v1"
