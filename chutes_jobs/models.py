@@ -219,11 +219,11 @@ def outcome_record(status: str, detail: str | None) -> dict[str, str]:
     :data:`MAX_RECORDED_DETAIL` characters (omitted when there is none).
     """
     record = {"status": status}
-    lines = [line.strip() for line in (detail or "").splitlines() if line.strip()]
-    if lines:
-        first = lines[0]
-        cut = MAX_RECORDED_DETAIL - 1
-        record["detail"] = first if len(first) <= MAX_RECORDED_DETAIL else first[:cut] + "…"
+    first = next((line.strip() for line in (detail or "").splitlines() if line.strip()), "")
+    if len(first) > MAX_RECORDED_DETAIL:
+        first = first[: MAX_RECORDED_DETAIL - 1] + "…"
+    if first:
+        record["detail"] = first
     return record
 
 

@@ -83,7 +83,7 @@ def result_object(value: Any) -> dict[str, Any] | None:
 def _failure_detail(exc: BaseException) -> str:
     """The exception's first line (what the outcome record keeps), then its traceback."""
     summary = traceback.format_exception_only(exc)[0].strip().splitlines()[0]
-    summary = summary[:MAX_RECORDED_DETAIL]
+    summary = summary[: 2 * MAX_RECORDED_DETAIL]  # the record cuts it further, marking the cut
     return f"{summary}\n\n{_clip(''.join(traceback.format_exception(exc)))}"
 
 
