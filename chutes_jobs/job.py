@@ -251,11 +251,9 @@ class JobHandle:
     ) -> Job:
         """Poll until the job is finished and return the final :class:`Job`.
 
-        Raises :class:`JobFailedError` (with the failure's ``detail`` when known) when the
-        job's :attr:`Job.outcome` is ``FAILED``, unless ``raise_on_failure=False``; an
-        ``UNKNOWN`` outcome (nothing says how it ended) returns normally: check
-        ``job.outcome``. Raises :class:`JobTimeoutError` after ``timeout`` seconds (the job
-        keeps running; nothing is deleted).
+        Raises :class:`JobFailedError` (with its ``detail``) when :attr:`Job.outcome` is
+        ``FAILED`` unless ``raise_on_failure=False`` (``UNKNOWN`` returns normally), and
+        :class:`JobTimeoutError` after ``timeout`` seconds (the job keeps running).
         """
         final: Job | None = None
         async for snapshot in self.watch(timeout=timeout, poll=poll):
@@ -439,12 +437,9 @@ class JobHandle:
         POSIX names, subfolders kept). ``result`` must be a mapping or None and JSON-encodable
         (anything else is refused before sending: the live server would break the job). For a
         status other than ``"complete"`` a ``detail`` text is always sent (a default one if not
-        given). The outcome is also recorded in ``result`` under :data:`OUTCOME_KEY`
-        (``{"status": ..., "detail": <first line of detail>}``) beside your own keys, since the
-        live server never returns ``status`` or ``detail``; ``result`` holding that key itself
-        is refused. Output names that are unsafe (absolute, ``..``, backslash, ...) or that the
-        live server could never serve back (not latin-1, a newline or another control
-        character) raise :class:`OutputNameError` naming each, before anything is sent.
+        given). The outcome is also recorded in ``result`` under ``OUTCOME_KEY`` (see
+        ``worker.finish_body``). Unsafe or unservable output names (``..``, not latin-1, a
+        newline, ...) raise :class:`OutputNameError` naming each, before anything is sent.
         Calling finish again before :meth:`complete` replaces the file list and hands out new
         URLs.
         """
