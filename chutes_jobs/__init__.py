@@ -17,8 +17,10 @@ from .errors import (
     IncompleteTransferError,
     JobFailedError,
     JobTimeoutError,
+    JobUnreadableError,
     NotFoundError,
     OutputMissingError,
+    OutputNameError,
     PermissionDeniedError,
     ProtocolError,
     RateLimitError,
@@ -29,7 +31,16 @@ from .errors import (
     ValidationError,
 )
 from .job import JobHandle
-from .models import ChuteSummary, InstanceSummary, Job, JobState, OutputFile, file_id_for
+from .models import (
+    OUTCOME_KEY,
+    ChuteSummary,
+    InstanceSummary,
+    Job,
+    JobOutcome,
+    JobState,
+    OutputFile,
+    file_id_for,
+)
 from .polling import PollPolicy
 from .retry import CallKind, RetryPolicy
 from .session import ChutesSession, run_and_report
@@ -42,6 +53,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "OUTCOME_KEY",
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
@@ -60,11 +72,14 @@ __all__ = [
     "Job",
     "JobFailedError",
     "JobHandle",
+    "JobOutcome",
     "JobState",
     "JobTimeoutError",
+    "JobUnreadableError",
     "NotFoundError",
     "OutputFile",
     "OutputMissingError",
+    "OutputNameError",
     "PermissionDeniedError",
     "PollPolicy",
     "ProgressCallback",

@@ -2,10 +2,13 @@
 
 The server accepts either (``docs/PROTOCOL.md``, "Authenticating a user"):
 
-* ``Authorization: cpk_...`` (sent as given; the server reads the last word, so ``Bearer
-  cpk_...`` works too);
+* ``Authorization: cpk_...`` (an API key) or ``Authorization: cak_...`` (an OAuth access
+  token, answered 403 where it lacks the scope), sent as given; the server reads the last
+  word, so ``Bearer cpk_...`` works too;
 * ``X-Chutes-Hotkey`` / ``X-Chutes-Nonce`` / ``X-Chutes-Signature``, the sr25519 signature of
-  ``"{ss58}:{nonce}:{sha256_hex(body)}"`` over the exact body bytes sent.
+  ``"{ss58}:{nonce}:{sha256_hex(body)}"`` over the exact body bytes sent. The server uses it
+  only when all three headers are present (else it ignores them and reads the API key), so
+  this module always sends all three together.
 
 The server only hashes POST/PUT/PATCH bodies, so a signed GET or DELETE is always refused: hotkey
 signing is used for calls with a body (create), and reads, deletes and downloads need an API
@@ -23,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._redact import REDACTED
+from ._redact import REDACTED, register_secret
 from .errors import ConfigurationError
 
 __all__ = ["ApiKeyAuth", "HotkeyAuth", "SigningKeypair", "UserAuth", "load_keypair"]
@@ -59,7 +62,9 @@ def load_keypair(hotkey: str | SigningKeypair) -> SigningKeypair:
                 "hotkey must be a 64-hex-character seed or a keypair with ss58_address and sign()"
             )
         return hotkey
+    register_secret(hotkey)
     seed = _normalized_seed(hotkey)
+    register_secret(seed)
     try:
         wallet = importlib.import_module("bittensor_wallet")
     except ImportError as exc:
@@ -87,9 +92,13 @@ def signature_message(ss58_address: str, nonce: str, body: bytes) -> str:
 
 @attrs.frozen
 class ApiKeyAuth:
-    """An API key, sent as given in the ``Authorization`` header."""
+    """An API key (``cpk_...``) or OAuth access token (``cak_...``), sent as given in the
+    ``Authorization`` header; registered for redaction by value, whatever its shape."""
 
     key: str = attrs.field(repr=lambda _: REDACTED)
+
+    def __attrs_post_init__(self) -> None:
+        register_secret(self.key)
 
     def headers(self) -> dict[str, str]:
         """The header that authenticates one request."""

@@ -8,7 +8,7 @@ job outcomes. Messages never contain secrets: URLs are redacted before they get 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._redact import redact
@@ -30,9 +30,11 @@ __all__ = [
     "IncompleteTransferError",
     "JobFailedError",
     "JobTimeoutError",
+    "JobUnreadableError",
     "LedgerError",
     "NotFoundError",
     "OutputMissingError",
+    "OutputNameError",
     "PermissionDeniedError",
     "ProtocolError",
     "QuotaExceededError",
@@ -44,6 +46,7 @@ __all__ = [
     "UnsafePathError",
     "ValidationError",
     "error_for_status",
+    "unreadable_job_error",
 ]
 
 EXCERPT_CHARS = 200
@@ -66,6 +69,24 @@ class ChutesError(Exception):
 
 class ConfigurationError(ChutesError, ValueError):
     """Settings or arguments are missing, contradictory or invalid; nothing was sent."""
+
+
+class OutputNameError(ConfigurationError):
+    """A worker's output names that must not be reported; nothing was sent.
+
+    :attr:`problems` maps each refused name to why: unsafe as a relative path (absolute,
+    ``..``, backslash, ...), or a name the live server stores but can never serve back (not
+    latin-1, or holding a newline or another control character, which the download's
+    ``Content-Disposition`` header cannot carry: the download answers 500 forever).
+    """
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        listed = "; ".join(f"{name!r}: {why}" for name, why in self.problems.items())
+        count = len(self.problems)
+        super().__init__(
+            f"{count} output name{'s' if count != 1 else ''} refused, nothing was sent: {listed}"
+        )
 
 
 class TransportError(ChutesError):
@@ -127,7 +148,7 @@ class APIStatusError(ChutesError):
         attempts: int = 1,
     ) -> None:
         self.status = status
-        self.detail = detail
+        self.detail = _redacted_detail(detail)
         self.method = method
         self.url = redact(url)
         self.body_excerpt = redact(body_excerpt[:EXCERPT_CHARS])
@@ -193,14 +214,52 @@ class DeleteFailedError(ServerError):
     """
 
 
+class JobUnreadableError(ServerError):
+    """Every read of a job answered a bare HTTP 500 until the retry policy was spent.
+
+    On the live server this is how a job breaks when its worker finished it with a ``result``
+    that is not a JSON object (the official ``chutes`` worker library does so on every
+    failure): the job is stored, and no read of it can ever succeed.
+    """
+
+
+def unreadable_job_error(error: ServerError, job_id: str) -> ServerError:
+    """``error`` as a :class:`JobUnreadableError` naming the likely cause, when it is a bare
+    500 (``Internal Server Error`` as plain text) answered to reading job ``job_id``."""
+    if error.status != 500 or error.body_excerpt.strip() != "Internal Server Error":
+        return error
+    tries = f"{error.attempts} attempt{'s' if error.attempts != 1 else ''}"
+    unreadable = JobUnreadableError(
+        status=error.status,
+        detail=(
+            f"Internal Server Error ({tries}); a job whose every read answers a bare 500 is "
+            "likely one whose worker finished it with a result that is not a JSON object (the "
+            f"official chutes worker library does so on every failure): job {job_id} can then "
+            "never be read again"
+        ),
+        method=error.method,
+        url=error.url,
+        body_excerpt=error.body_excerpt,
+        attempts=error.attempts,
+    )
+    unreadable.retry_after = error.retry_after
+    return unreadable
+
+
 class JobFailedError(ChutesError):
-    """A job finished with a failure outcome; :attr:`job` is the final snapshot."""
+    """A job finished with the outcome ``FAILED``; :attr:`job` is the final snapshot.
+
+    :attr:`status` is the status the outcome was read from (None when only a missing output
+    told), :attr:`detail` why it failed when known (``Job.outcome_detail``).
+    """
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        status = job.status or "failed"
-        detail = f": {job.error_detail}" if job.error_detail else ""
-        super().__init__(f"job {job.job_id} finished with status {status!r}{detail}")
+        self.status = job.outcome_status
+        self.detail = job.outcome_detail
+        head = f"finished with status {self.status!r}" if self.status else "failed"
+        tail = f": {self.detail}" if self.detail else ""
+        super().__init__(f"job {job.job_id} {head}{tail}")
 
 
 class JobTimeoutError(ChutesError, TimeoutError):
@@ -293,6 +352,18 @@ def error_for_status(
     if isinstance(error, ServerError):
         error.retry_after = retry_after
     return error
+
+
+def _redacted_detail(detail: Any) -> Any:
+    """``detail`` (text, or FastAPI's list of dicts) with every string in it redacted: a
+    server may echo the credential it refused."""
+    if isinstance(detail, str):
+        return redact(detail)
+    if isinstance(detail, list):
+        return [_redacted_detail(item) for item in detail]
+    if isinstance(detail, dict):
+        return {key: _redacted_detail(value) for key, value in detail.items()}
+    return detail
 
 
 def _detail_text(detail: Any) -> str:

@@ -22,6 +22,7 @@ from .errors import (
     NotFoundError,
     OutputMissingError,
     ServerError,
+    unreadable_job_error,
 )
 from .models import Job, OutputFile
 from .polling import PollPolicy, poll_job
@@ -110,8 +111,15 @@ class JobHandle:
     # -- user side ---------------------------------------------------------------------------
 
     async def refresh(self) -> Job:
-        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
-        data = await self._session.request("GET", self.path, kind=CallKind.READ)
+        """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it.
+
+        When every attempt answers a bare 500, :class:`JobUnreadableError` says the likely
+        cause (on the live server: the worker finished the job with a non-object result).
+        """
+        try:
+            data = await self._session.request("GET", self.path, kind=CallKind.READ)
+        except ServerError as exc:
+            raise unreadable_job_error(exc, self._id) from exc
         self._job = job_from_answer(data, "GET", self.path)
         return self._job
 
@@ -146,9 +154,9 @@ class JobHandle:
     ) -> Job:
         """Poll until the job is finished and return the final :class:`Job`.
 
-        Raises :class:`JobFailedError` when the outcome is a failure (see :attr:`Job.failed`)
-        unless ``raise_on_failure=False``, and :class:`JobTimeoutError` after ``timeout``
-        seconds (the job keeps running; nothing is deleted).
+        Raises :class:`JobFailedError` (with its ``detail``) when :attr:`Job.outcome` is
+        ``FAILED`` unless ``raise_on_failure=False`` (``UNKNOWN`` returns normally), and
+        :class:`JobTimeoutError` after ``timeout`` seconds (the job keeps running).
         """
         final: Job | None = None
         async for snapshot in self.watch(timeout=timeout, poll=poll):
@@ -311,9 +319,11 @@ class JobHandle:
         POSIX names, subfolders kept). ``result`` must be a mapping or None and JSON-encodable
         (anything else is refused before sending: the live server would break the job). For a
         status other than ``"complete"`` a ``detail`` text is always sent (a default one if not
-        given). Unsafe output names (absolute, ``..``, backslash, ...) raise
-        :class:`ConfigurationError` before sending. Calling finish again before :meth:`complete`
-        replaces the file list and hands out new URLs.
+        given). The outcome is also recorded in ``result`` under ``OUTCOME_KEY`` (see
+        ``worker.finish_body``). Unsafe or unservable output names (``..``, not latin-1, a
+        newline, ...) raise :class:`OutputNameError` naming each, before anything is sent.
+        Calling finish again before :meth:`complete` replaces the file list and hands out new
+        URLs.
         """
         token = self._worker_token()
         targets = await worker.finish_job(

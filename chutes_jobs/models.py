@@ -3,6 +3,11 @@
 The live server sends no ``status`` and no ``error_detail``: :attr:`Job.state` is derived from
 ``instance_id`` and ``finished_at``, and ``status``/``error_detail`` are read when a server sends
 them. Timestamps come without an offset and are read as UTC. Unknown fields are ignored.
+
+A finished job's outcome (:class:`JobOutcome`) is decided here and nowhere else
+(:func:`read_outcome`): from a ``status`` the server sends, else from the outcome record this
+library's worker writes under :data:`OUTCOME_KEY` in ``result`` (:func:`outcome_record`), else
+from an output file listed but never uploaded.
 """
 
 from __future__ import annotations
@@ -20,20 +25,35 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from ._redact import REDACTED
 
 __all__ = [
+    "MAX_RECORDED_DETAIL",
+    "OUTCOME_KEY",
     "SUCCESS_STATUSES",
     "ChuteSummary",
     "InstanceSummary",
     "Job",
+    "JobOutcome",
     "JobState",
+    "OutcomeReading",
     "OutputFile",
     "converter",
     "file_id_for",
     "job_from_json",
     "job_to_json",
+    "outcome_record",
+    "read_outcome",
 ]
 
 #: Stored statuses that mean the job succeeded.
 SUCCESS_STATUSES = frozenset({"complete", "completed", "success", "succeeded"})
+
+#: The key of a job's ``result`` under which this library's worker records the outcome:
+#: ``{"chutes_jobs": {"status": "complete"}}`` or ``{"chutes_jobs": {"status": "error",
+#: "detail": "<first line of the detail>"}}``. The live server never returns the ``status``
+#: and ``detail`` a worker sends, so this record is how the user side learns the outcome.
+OUTCOME_KEY = "chutes_jobs"
+#: Longest ``detail`` kept in the outcome record, in characters (a traceback must not bloat
+#: the job: only the first line of the detail is recorded, cut to this length).
+MAX_RECORDED_DETAIL = 1000
 
 
 class JobState(enum.Enum):
@@ -42,6 +62,19 @@ class JobState(enum.Enum):
     PENDING = "pending"
     RUNNING = "running"
     FINISHED = "finished"
+
+
+class JobOutcome(enum.Enum):
+    """How a finished job ended, as far as what the server returns tells (see :func:`read_outcome`).
+
+    ``UNKNOWN``: finished, and nothing says how (no ``status``, no outcome record in
+    ``result``, no missing output), e.g. a job reported by another worker library on the live
+    server. It is not a success.
+    """
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 def file_id_for(job_id: str, filename: str) -> str:
@@ -82,6 +115,20 @@ class InstanceSummary:
     active: bool | None = None
     verified: bool | None = None
     last_verified_at: datetime | None = None
+
+
+@attrs.frozen
+class OutcomeReading:
+    """What a job snapshot tells of its outcome: :func:`read_outcome`'s answer.
+
+    ``outcome`` is None while the job is not finished. ``status`` is the status the outcome was
+    read from (the server's, else the worker's record; None when neither was there);
+    ``detail`` says why a job failed, when known (None for other outcomes).
+    """
+
+    outcome: JobOutcome | None
+    status: str | None = None
+    detail: str | None = None
 
 
 def _redacted_urls(urls: Mapping[str, str]) -> str:
@@ -132,19 +179,26 @@ class Job:
         return self.state is JobState.FINISHED
 
     @property
-    def failed(self) -> bool:
-        """True when a finished job's outcome is known to be a failure.
+    def outcome(self) -> JobOutcome | None:
+        """How the job ended (None while it is not finished); see :func:`read_outcome`."""
+        return read_outcome(self).outcome
 
-        With a ``status`` (servers that send it), anything but a success status is a failure.
-        Without one (the live server), a job is failed when an output file it listed never
-        arrived. A live job that failed without listing outputs cannot be told apart from a
-        success: check :attr:`result` for your own error convention.
-        """
-        if not self.is_finished:
-            return False
-        if self.status is not None:
-            return self.status.lower() not in SUCCESS_STATUSES
-        return any(not f.uploaded for f in self.output_files.values())
+    @property
+    def outcome_detail(self) -> str | None:
+        """Why the job failed, when known: the server's ``error_detail``, else the worker's
+        recorded detail, else the output files that never arrived. None unless FAILED."""
+        return read_outcome(self).detail
+
+    @property
+    def outcome_status(self) -> str | None:
+        """The status the outcome was read from: the server's ``status``, else the one the
+        worker recorded in ``result``; None when neither is there."""
+        return read_outcome(self).status
+
+    @property
+    def failed(self) -> bool:
+        """True only when the job finished and its :attr:`outcome` is ``FAILED``."""
+        return read_outcome(self).outcome is JobOutcome.FAILED
 
     def file(self, name_or_id: str) -> OutputFile:
         """The output file with this file id or filename (``KeyError`` if none)."""
@@ -154,6 +208,72 @@ class Job:
             if f.filename == name_or_id:
                 return f
         raise KeyError(f"job {self.job_id} has no output file {name_or_id!r}")
+
+
+def outcome_record(status: str, detail: str | None) -> dict[str, str]:
+    """The record a worker writes under :data:`OUTCOME_KEY` in the job's ``result``.
+
+    ``{"status": status}``, plus ``"detail"``: the first non-blank line of ``detail``, cut to
+    :data:`MAX_RECORDED_DETAIL` characters (omitted when there is none).
+    """
+    record = {"status": status}
+    first = next((line.strip() for line in (detail or "").splitlines() if line.strip()), "")
+    if len(first) > MAX_RECORDED_DETAIL:
+        first = first[: MAX_RECORDED_DETAIL - 1] + "…"
+    if first:
+        record["detail"] = first
+    return record
+
+
+def _recorded(result: Any) -> tuple[str, str | None] | None:
+    """``(status, detail)`` of the outcome record in ``result``; None when there is none."""
+    record = result.get(OUTCOME_KEY) if isinstance(result, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("status"), str):
+        return None
+    detail = record.get("detail")
+    return record["status"], detail if isinstance(detail, str) and detail else None
+
+
+def _succeeded(status: str) -> bool:
+    return status.lower() in SUCCESS_STATUSES
+
+
+def read_outcome(job: Job) -> OutcomeReading:
+    """The one rule that tells how a job ended, read in this order:
+
+    1. a ``status`` the server sends: a success status (:data:`SUCCESS_STATUSES`) is
+       ``SUCCEEDED``, any other ``FAILED`` (the server has already accounted for uploads);
+    2. the worker's record under :data:`OUTCOME_KEY` in ``result``: a failure status is
+       ``FAILED``; a success is ``SUCCEEDED`` unless an output file it listed never arrived
+       (recorded before the uploads, it cannot know: the server itself then stores a
+       ``partial_failure``);
+    3. an output file listed but never uploaded: ``FAILED``;
+    4. otherwise ``UNKNOWN``.
+
+    ``outcome`` is None while the job is not finished.
+    """
+    if not job.is_finished:
+        return OutcomeReading(None)
+    missing = sorted(f.filename for f in job.output_files.values() if not f.uploaded)
+    never_uploaded = f"output files never uploaded: {', '.join(missing)}" if missing else None
+    recorded = _recorded(job.result)
+    recorded_detail = recorded[1] if recorded is not None else None
+    if job.status is not None:
+        if _succeeded(job.status):
+            return OutcomeReading(JobOutcome.SUCCEEDED, job.status)
+        detail = job.error_detail or recorded_detail or never_uploaded
+        return OutcomeReading(JobOutcome.FAILED, job.status, detail)
+    if recorded is not None:
+        status = recorded[0]
+        if not _succeeded(status):
+            detail = recorded_detail or never_uploaded or f"job ended with status {status!r}"
+            return OutcomeReading(JobOutcome.FAILED, status, detail)
+        if never_uploaded is None:
+            return OutcomeReading(JobOutcome.SUCCEEDED, status)
+        return OutcomeReading(JobOutcome.FAILED, status, never_uploaded)
+    if never_uploaded is not None:
+        return OutcomeReading(JobOutcome.FAILED, None, never_uploaded)
+    return OutcomeReading(JobOutcome.UNKNOWN)
 
 
 def _parse_datetime(value: Any, _: type) -> datetime:

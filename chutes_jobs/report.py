@@ -7,14 +7,18 @@ of :class:`~chutes_jobs.job.JobHandle`: finish → upload every file of the fold
 * return value: a dict is the ``result`` as is, ``None`` is ``null``, anything else is wrapped
   as ``{"result": value}`` (the live server breaks a job whose result is not an object); a
   value that is not strict JSON makes the job an ``"error"`` saying so;
-* exception: status ``"error"`` with the formatted traceback as ``detail``;
+* exception: status ``"error"``, ``detail`` the exception's line (``RuntimeError: ...``)
+  followed by the formatted traceback;
 * cancellation of the function: status ``"cancelled"``; if the task running ``run_job`` was
   the one cancelled, the cancellation is re-raised once the job is reported.
 
+Whatever the status, finish records it in ``result`` under ``OUTCOME_KEY`` with the detail's
+first line (see ``worker.finish_body``), so the user side reads it as ``Job.outcome``.
+
 Two entry points: :func:`chutes_jobs.run_and_report` (in ``session.py``) takes the status URL
-and opens its own pooled session for all the calls; :meth:`JobHandle.run_and_report` reuses the
-session of a handle from ``ChutesSession.job_from_status_url`` (use it for custom timeouts or
-retries). Both end in :func:`run_job`.
+and opens its own pooled session for all the calls; :meth:`JobHandle.run_and_report` reuses
+the session of a handle from ``ChutesSession.job_from_status_url`` (use it for custom timeouts
+or retries).
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .errors import ConfigurationError
-from .models import Job
-from .worker import check_json
+from .models import MAX_RECORDED_DETAIL, Job
+from .worker import check_result
 
 if TYPE_CHECKING:
     from .job import JobHandle
@@ -68,11 +72,19 @@ class Outcome:
 def result_object(value: Any) -> dict[str, Any] | None:
     """The ``result`` to send: a dict as is, None as null, anything else as ``{"result": value}``.
 
-    Raises :class:`ConfigurationError` when the value cannot be sent as strict JSON.
+    Raises :class:`ConfigurationError` when the value cannot be sent as strict JSON, or is a
+    dict holding the key the library records the outcome under (``OUTCOME_KEY``).
     """
     wrapped = value if value is None or isinstance(value, dict) else {"result": value}
-    check_json(wrapped, "the job function's return value")
+    check_result(wrapped, "the job function's return value")
     return wrapped
+
+
+def _failure_detail(exc: BaseException) -> str:
+    """The exception's first line (what the outcome record keeps), then its traceback."""
+    summary = traceback.format_exception_only(exc)[0].strip().splitlines()[0]
+    summary = summary[: 2 * MAX_RECORDED_DETAIL]  # the record cuts it further, marking the cut
+    return f"{summary}\n\n{_clip(''.join(traceback.format_exception(exc)))}"
 
 
 def _clip(text: str) -> str:
@@ -89,7 +101,7 @@ async def run_function(fn: JobFunction, output_dir: Path, job_args: dict[str, An
         return Outcome("cancelled", None, CANCELLED_DETAIL)
     except Exception as exc:
         log.warning("job function failed: %s: %s", type(exc).__name__, exc)
-        return Outcome("error", None, _clip("".join(traceback.format_exception(exc))))
+        return Outcome("error", None, _failure_detail(exc))
     try:
         return Outcome("complete", result_object(value), None)
     except ConfigurationError as exc:

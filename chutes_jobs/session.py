@@ -19,6 +19,7 @@ from typing import Any, Final, Self
 import aiohttp
 import yarl
 
+from ._base_url import checked_base_url
 from ._http import NO_BODY, Transport, map_transport_errors
 from ._redact import redact_url
 from .auth import ApiKeyAuth, HotkeyAuth, SigningKeypair, UserAuth, load_keypair
@@ -67,9 +68,11 @@ class ChutesSession(Transport):
     a job token and need no credentials.
 
     Args:
-        base_url: API root; plain ``http://`` is refused for a non-loopback host while
-            credentials are set unless ``allow_insecure_http`` is true.
-        api_key: a ``cpk_...`` key, sent as given.
+        base_url: API root; a query string, fragment or user info in it raises
+            :class:`~chutes_jobs.ConfigurationError`; plain ``http://`` is refused for a
+            non-loopback host while credentials are set unless ``allow_insecure_http`` is true.
+        api_key: a ``cpk_...`` API key or a ``cak_...`` OAuth access token, sent as given and
+            masked by value in every repr, log line and error.
         hotkey: a hotkey seed (64 hex characters) or a keypair with ``ss58_address``/``sign``.
         user_id: kept for callers; never sent (the server ignores ``X-Chutes-UserID``).
         connect_timeout: seconds to establish a connection.
@@ -98,9 +101,7 @@ class ChutesSession(Transport):
         allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        url = yarl.URL(str(base_url).rstrip("/"))
-        if not url.is_absolute() or url.scheme not in ("http", "https"):
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {str(base_url)!r}")
+        url = checked_base_url(base_url)
         self.user_id = user_id
         super().__init__(
             base_url=url,

@@ -2,11 +2,13 @@
 
 A worker holds only the job status URL, ``{base}/jobs/{id}?token=JWT``; the token is its only
 credential and is never logged (every URL goes through the redaction of ``_redact``). What is
-sent follows ``docs/PROTOCOL.md`` to the letter, because the live server breaks a job for good on a
-missing ``result`` or a failure without ``detail``:
+sent follows ``docs/PROTOCOL.md`` to the letter, because the live server breaks a job for good
+on a missing ``result`` or a failure without ``detail``:
 
 * finish: ``POST /jobs/{id}?token=`` with ``{"status", "result", "output_filenames"}`` plus a
-  ``detail`` string whenever the status is not ``"complete"``;
+  ``detail`` string whenever the status is not ``"complete"``; ``result`` also records the
+  outcome under ``OUTCOME_KEY`` (the server never returns ``status``/``detail``), and output
+  names the server could not serve back are refused (``transfer.outputs``);
 * upload: one ``PUT`` per file to the URL finish answered, ``multipart/form-data`` with exactly
   the parts ``file`` and ``path``, streamed from disk with a known ``Content-Length``; a retry
   re-opens the file and sends it whole;
@@ -31,18 +33,13 @@ import attrs
 import yarl
 
 from ._http import job_from_answer
-from ._redact import REDACTED
-from .errors import (
-    BadRequestError,
-    ChutesError,
-    ConfigurationError,
-    ProtocolError,
-)
-from .models import Job
+from ._redact import REDACTED, register_secret
+from .errors import BadRequestError, ChutesError, ConfigurationError, ProtocolError
+from .models import OUTCOME_KEY, Job, outcome_record
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
-from .transfer.paths import OutputsSpec as OutputsSpec
-from .transfer.paths import collect_outputs
+from .transfer.outputs import OutputsSpec as OutputsSpec
+from .transfer.outputs import collect_outputs
 
 if TYPE_CHECKING:
     from ._http import Transport
@@ -67,8 +64,6 @@ log = logging.getLogger("chutes_jobs")
 ALREADY_FINISHED = re.compile(r"\bjob alread(y)? finished\b", re.IGNORECASE)
 #: The body of complete (ignored by the server; what the official SDK sends).
 COMPLETE_BODY = {"status": "done"}
-
-# ----------------------------------------------------------------------------- status URL
 
 
 @attrs.frozen
@@ -104,6 +99,7 @@ def parse_status_url(url: str) -> StatusURL:
     if problem:
         raise ConfigurationError(f"malformed job status URL {url!r}: {problem}")
     prefix = "/".join(segments[:-2])
+    register_secret(tokens[0])
     return StatusURL(f"{parts.scheme}://{netloc}{prefix}", segments[-1], tokens[0])
 
 
@@ -113,6 +109,7 @@ def split_token(url: str) -> tuple[yarl.URL, str]:
     tokens = target.query.getall("token", [])
     if not target.is_absolute() or target.scheme not in ("http", "https") or len(tokens) != 1:
         raise ConfigurationError(f"upload URL {url!r} must be an http(s) URL with one token=")
+    register_secret(tokens[0])
     return target.without_query_params("token"), tokens[0]
 
 
@@ -199,29 +196,46 @@ def finish_body(
 ) -> dict[str, Any]:
     """The finish body, or :class:`ConfigurationError` for what the live server would break on.
 
-    ``result`` must be a mapping (sent as a JSON object) or None (``null``), and JSON without
-    NaN/Infinity; ``detail`` is always sent for a status other than ``"complete"``.
+    ``result`` must be a mapping (sent as a JSON object) or None, and JSON without
+    NaN/Infinity (:func:`check_result`); ``detail`` is always sent for a status other than
+    ``"complete"``. The outcome is recorded in ``result`` under :data:`~chutes_jobs.OUTCOME_KEY`
+    (``models.outcome_record``): the live server stores ``status`` and ``detail`` but never
+    returns them, so the record is what the user side reads.
     """
     if not isinstance(status, str) or not status:
         raise ConfigurationError(f"status must be a non-empty string, got {status!r}")
-    if result is not None and not isinstance(result, Mapping):
-        raise ConfigurationError(
-            f"result must be a mapping or None, got {type(result).__name__}: the live server "
-            "would store it and answer 500 for that job forever (wrap it, e.g. {'value': ...})"
-        )
+    check_result(result, "result")
     if detail is not None and not isinstance(detail, str):
         raise ConfigurationError(f"detail must be a string, got {type(detail).__name__}")
+    if status != "complete":
+        detail = detail or f"job ended with status {status!r}"
     body: dict[str, Any] = {
         "status": status,
-        "result": dict(result) if result is not None else None,
+        "result": {**(result or {}), OUTCOME_KEY: outcome_record(status, detail)},
         "output_filenames": names,
     }
-    if status != "complete":
-        body["detail"] = detail or f"job ended with status {status!r}"
-    elif detail is not None:
+    if detail is not None:
         body["detail"] = detail
-    check_json(body["result"], "result")
     return body
+
+
+def check_result(result: object, what: str) -> None:
+    """:class:`ConfigurationError` unless ``result`` can be sent as a job's ``result``.
+
+    A mapping or None, strict JSON (no NaN/Infinity), without the key
+    :data:`~chutes_jobs.OUTCOME_KEY` (the library records the outcome there).
+    """
+    if result is not None and not isinstance(result, Mapping):
+        raise ConfigurationError(
+            f"{what} must be a mapping or None, got {type(result).__name__}: the live server "
+            "would store it and answer 500 for that job forever (wrap it, e.g. {'value': ...})"
+        )
+    if result is not None and OUTCOME_KEY in result:
+        raise ConfigurationError(
+            f"{what} cannot hold the key {OUTCOME_KEY!r}: chutes-jobs records the job's "
+            "outcome there"
+        )
+    check_json(dict(result) if result is not None else None, what)
 
 
 def check_json(value: Any, what: str) -> None:

@@ -272,7 +272,10 @@ async def test_waiting_reports_finished_and_failed_jobs() -> None:
             )
         ]
     assert {r.outcome for r in echo} == {BulkOutcome.FINISHED}
-    assert all(r.job is not None and r.job.result == {"i": r.index} for r in echo)
+    assert all(
+        r.job is not None and r.job.result == {"i": r.index, "chutes_jobs": {"status": "complete"}}
+        for r in echo
+    )
     [failed] = failing
     assert failed.outcome is BulkOutcome.FAILED
     assert isinstance(failed.error, cj.JobFailedError)
@@ -309,7 +312,7 @@ async def test_on_job_sees_each_create_answer_and_each_poll() -> None:
 
 async def test_cancel_mid_run_then_rerun_creates_nothing_twice(tmp_path: Path) -> None:
     ledger = tmp_path / "run.db"
-    inputs = [{"seconds": 0.2, "i": i} for i in range(40)]
+    inputs = [{"seconds": 0.01 + i / 10000} for i in range(40)]  # distinct keys
     async with emulator() as emu, session_for(emu) as session:
         emu.faults.add("create", latency=0.02, times=None)  # creates are under way at cancel
         first: list[BulkResult] = []

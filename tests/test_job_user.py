@@ -21,6 +21,7 @@ from chutes_jobs import (
     DeleteFailedError,
     InstanceSummary,
     JobFailedError,
+    JobOutcome,
     JobState,
     JobTimeoutError,
     NotFoundError,
@@ -119,7 +120,7 @@ async def test_create_by_name_and_by_id(
         assert handle.job.chute_id == chutes_emulator.demo_chute_id
         assert handle.job.method == "echo"
         done = await handle.wait(poll=FAST_POLL)
-        assert done.result == {"n": n}
+        assert done.result == {"n": n, "chutes_jobs": {"status": "complete"}}
     assert chutes_emulator.counts["create"] == 2
 
 
@@ -190,7 +191,11 @@ async def test_wait_deadline_leaves_the_job_running(
 
     gate.opened.set()
     done = await handle.wait(poll=FAST_POLL)
-    assert done.is_finished and done.result == {"ok": True, "args": {"k": "v"}}
+    assert done.is_finished and done.result == {
+        "ok": True,
+        "args": {"k": "v"},
+        "chutes_jobs": {"status": "complete"},
+    }
 
 
 @pytest.mark.parametrize("use_wait_for", [True, False])
@@ -209,7 +214,11 @@ async def test_cancelled_wait_leaves_the_session_usable(
             await task
     assert not (await handle.refresh()).is_finished
     gate.opened.set()
-    assert (await handle.wait(poll=FAST_POLL)).result == {"ok": True, "args": {}}
+    assert (await handle.wait(poll=FAST_POLL)).result == {
+        "ok": True,
+        "args": {},
+        "chutes_jobs": {"status": "complete"},
+    }
 
 
 async def test_failed_job_raises_with_status_and_detail() -> None:
@@ -226,11 +235,16 @@ async def test_failed_job_raises_with_status_and_detail() -> None:
         assert quiet.failed and quiet.status == "error"
 
 
-async def test_failed_job_without_status_still_finishes(chutes_session: ChutesSession) -> None:
-    """The live JSON has no status: a failure without outputs cannot be told, wait ends."""
+async def test_failed_job_without_status_is_failed_from_its_record(
+    chutes_session: ChutesSession,
+) -> None:
+    """The live JSON has no status: the worker's record in ``result`` tells the failure."""
     handle = await chutes_session.create_job("demo", "fail")
-    job = await handle.wait(poll=FAST_POLL)
-    assert job.is_finished and job.status is None and job.result is None
+    with pytest.raises(JobFailedError, match="RuntimeError: demo failure") as caught:
+        await handle.wait(poll=FAST_POLL)
+    job = caught.value.job
+    assert job.is_finished and job.status is None and job.outcome is JobOutcome.FAILED
+    assert caught.value.detail == "RuntimeError: demo failure"
 
 
 async def test_missing_output_fails_the_wait_without_status(
@@ -290,7 +304,10 @@ async def test_watch_yields_each_state_once(tmp_path: Path) -> None:
         assert not third.done()  # still running: no second "running" snapshot
         await worker.complete()
         finished = await third
-        assert finished.state is JobState.FINISHED and finished.result == {"r": 1}
+        assert finished.state is JobState.FINISHED and finished.result == {
+            "r": 1,
+            "chutes_jobs": {"status": "complete"},
+        }
         with pytest.raises(StopAsyncIteration):
             await _next(snapshots)
 

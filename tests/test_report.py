@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 import yarl
 
-from chutes_jobs import ChutesSession, Job, RetryPolicy, file_id_for, run_and_report
+from chutes_jobs import (
+    OUTCOME_KEY,
+    ChutesSession,
+    Job,
+    JobOutcome,
+    RetryPolicy,
+    file_id_for,
+    run_and_report,
+)
 from chutes_jobs.emulator import Emulator
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.01)
@@ -57,7 +65,11 @@ async def test_outputs_and_result_are_reported(emu: Emulator, user: ChutesSessio
     url = await status_url(emu, user)
     final = await run_and_report(url, fn, n=5000)
     job_id = final.job_id
-    assert final.is_finished and final.status == "complete" and final.result == {"n": 5000}
+    assert (
+        final.is_finished
+        and final.status == "complete"
+        and final.result == {"n": 5000, "chutes_jobs": {"status": "complete"}}
+    )
     assert sorted(f.filename for f in final.output_files.values()) == ["a/b/c.bin", "top.txt"]
     assert stored(emu, job_id, "a/b/c.bin") == b"c" * 5000
     assert stored(emu, job_id, "top.txt") == b"top"
@@ -86,8 +98,13 @@ async def test_a_non_dict_return_is_wrapped(emu: Emulator, user: ChutesSession) 
     async def nothing(*, output_dir: Path) -> None:
         return None
 
-    assert (await run_and_report(await status_url(emu, user), fn)).result == {"result": [1, 2]}
-    assert (await run_and_report(await status_url(emu, user), nothing)).result is None
+    assert (await run_and_report(await status_url(emu, user), fn)).result == {
+        "result": [1, 2],
+        "chutes_jobs": {"status": "complete"},
+    }
+    assert (await run_and_report(await status_url(emu, user), nothing)).result == {
+        "chutes_jobs": {"status": "complete"}
+    }
 
 
 async def test_a_return_value_that_is_not_json_makes_an_error(
@@ -97,9 +114,11 @@ async def test_a_return_value_that_is_not_json_makes_an_error(
         return {"when": {1, 2}}
 
     final = await run_and_report(await status_url(emu, user), fn)
-    assert final.status == "error" and final.result is None
+    assert final.status == "error" and final.outcome is JobOutcome.FAILED
+    assert final.result is not None and set(final.result) == {OUTCOME_KEY}
     detail = emu.job(final.job_id).error_detail or ""
     assert "return value cannot be sent as JSON" in detail and "set is not JSON" in detail
+    assert final.outcome_detail is not None and "cannot be sent as JSON" in final.outcome_detail
 
 
 async def test_cancellation_is_reported_as_cancelled_then_raised(
@@ -131,8 +150,10 @@ async def test_an_unsafe_output_name_still_reports_and_completes(
         return {"v": 1}
 
     final = await run_and_report(await status_url(emu, user), fn)
-    assert final.status == "error" and final.is_finished and final.result == {"v": 1}
+    assert final.status == "error" and final.is_finished and final.failed
+    assert final.result is not None and final.result["v"] == 1  # the function's own result
     assert "outputs not reported" in (emu.job(final.job_id).error_detail or "")
+    assert "outputs not reported" in (final.outcome_detail or "")
 
 
 async def test_the_handle_method_reuses_the_callers_session(
@@ -146,7 +167,10 @@ async def test_the_handle_method_reuses_the_callers_session(
         pool = worker.http
         final = await worker.job_from_status_url(url).run_and_report(fn, x=1)
         assert worker.http is pool
-    assert isinstance(final, Job) and final.result == {"result": 2}
+    assert isinstance(final, Job) and final.result == {
+        "result": 2,
+        "chutes_jobs": {"status": "complete"},
+    }
 
 
 async def test_no_token_in_logs_over_a_run_with_a_retried_upload(

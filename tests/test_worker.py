@@ -119,7 +119,7 @@ async def test_three_outputs_big_and_nested_land_intact(
     assert report.succeeded["big.bin"].size == 256 * MIB
     assert seen["big.bin"] == 256 * MIB
     assert final.is_finished and final.status == "complete" and not final.failed
-    assert final.result == {"ok": True}
+    assert final.result == {"ok": True, "chutes_jobs": {"status": "complete"}}
     assert all(f.uploaded for f in final.output_files.values())
     assert await asyncio.to_thread(stored_sha, emu, handle.id, "big.bin") == big_sha
     assert stored_sha(emu, handle.id, "a/b/c.bin") == sha(nested.read_bytes())
@@ -360,7 +360,11 @@ async def test_complete_twice_returns_the_finished_job(
     first = await handle.complete()
     second = await handle.complete()  # 400 Job already finished: success
     assert emu.counts["complete"] == 2
-    assert second.is_finished and second.job_id == first.job_id and second.result == {"n": 1}
+    assert (
+        second.is_finished
+        and second.job_id == first.job_id
+        and second.result == {"n": 1, "chutes_jobs": {"status": "complete"}}
+    )
 
 
 async def test_complete_twice_with_user_credentials_reads_the_job_back(
@@ -474,9 +478,11 @@ async def test_finish_sends_exactly_the_protocol_body(
     [(method, url, kwargs)] = _requests(http_mock)
     assert (method, url.path, dict(url.query)) == ("POST", "/jobs/j1", {"token": JOB_TOKEN})
     body = json.loads(kwargs["data"])
-    expected = {"status": status, "result": {"a": 1}, "output_filenames": ["x/y.bin"]}
+    record = {"status": status}
+    expected = {"status": status, "result": {"a": 1, "chutes_jobs": record}}
+    expected["output_filenames"] = ["x/y.bin"]
     if status != "complete":
-        expected["detail"] = "job ended with status 'error'"
+        expected["detail"] = record["detail"] = "job ended with status 'error'"
     assert body == expected
     assert "Authorization" not in kwargs["headers"]
     assert targets["x/y.bin"] == UPLOAD_URL

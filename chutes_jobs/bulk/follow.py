@@ -45,7 +45,7 @@ class JobFollower:
                 index, key, BulkOutcome.SUBMITTED, handle, handle.job, error=exc, resumed=resumed
             )
         if self.ledger is not None and (entry is None or entry.state is LedgerState.SUBMITTED):
-            outcome = job.status or ("failed" if job.failed else "finished")
+            outcome = job.outcome_status or (job.outcome.value if job.outcome else "finished")
             await self.ledger.mark_finished(key, outcome=outcome, failed=job.failed)
         if job.failed:
             error = JobFailedError(job)

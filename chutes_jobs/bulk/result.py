@@ -18,8 +18,10 @@ class BulkOutcome(enum.Enum):
     """Where one input of a batch ended up."""
 
     SUBMITTED = "submitted"  #: created (not waited for, or the wait failed: see ``error``)
-    FINISHED = "finished"  #: created, waited, finished successfully
-    FAILED = "failed"  #: created, finished as a failure
+    #: created, waited, finished and not failed: ``job.outcome`` is ``SUCCEEDED``, or
+    #: ``UNKNOWN`` when nothing says how it ended
+    FINISHED = "finished"
+    FAILED = "failed"  #: created, finished with ``job.outcome`` ``FAILED`` (``JobFailedError``)
     DOWNLOADED = "downloaded"  #: finished and its outputs are on disk
     NOT_SUBMITTED = "not_submitted"  #: no job was created for it (refused, quota, bad input)
     UNKNOWN = "unknown"  #: the create may or may not have reached the server

@@ -19,7 +19,9 @@ document, or for ``bulk`` one JSON object per line (each result, then a summary)
 Exit codes:
 
 * 0 success
-* 1 a job failed (``wait``, ``run``, ``bulk``; ``demo``: verification failed)
+* 1 a job failed: its outcome is FAILED (``status``, ``wait``, ``download``, ``run``,
+  ``bulk``; ``demo``: verification failed). A finished job whose outcome is UNKNOWN exits 0
+  with a one-line notice on stderr, and ``"outcome": "unknown"`` in ``--json``
 * 2 usage error: bad option or argument, bad ``--arg`` or JSON, disk size out of range
 * 3 API, transport or file error: unknown job, server unreachable, a download failed,
   a ``bulk`` input not submitted or whose create is unknown

@@ -16,7 +16,7 @@ from ..errors import (
     JobFailedError,
     JobTimeoutError,
 )
-from ..models import Job
+from ..models import OUTCOME_KEY, Job, JobOutcome
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -37,10 +37,22 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def fail_if_job_failed(job: Job) -> None:
-    """Exit 1 with the job's failure when it failed."""
-    if job.failed:
+def settle_job_outcome(job: Job) -> None:
+    """Exit 1 with the job's failure when its outcome is FAILED; when it is UNKNOWN, say so in
+    one line on stderr (the exit code stays 0)."""
+    if job.outcome is JobOutcome.FAILED:
         fail(describe_job_failure(job), EXIT_JOB_FAILED)
+    if job.outcome is JobOutcome.UNKNOWN:
+        click.echo(unknown_outcome_notice(job), err=True)
+
+
+def unknown_outcome_notice(job: Job) -> str:
+    """The one line telling that nothing says how a finished job ended."""
+    return (
+        f"notice: job {job.job_id} finished, but its outcome is unknown: the server sent no "
+        f"status and its result holds no {OUTCOME_KEY!r} record (its worker does not use "
+        "chutes-jobs); check its result and outputs"
+    )
 
 
 def one_line(text: str) -> str:
@@ -57,11 +69,8 @@ def last_line(text: str) -> str:
 
 def describe_job_failure(job: Job) -> str:
     """``job X failed (status 'error'): RuntimeError: demo failure``."""
-    status = f" (status {job.status!r})" if job.status else ""
-    detail = last_line(job.error_detail or "")
-    missing = [f.filename for f in job.output_files.values() if not f.uploaded]
-    if not detail and missing:
-        detail = f"output files never uploaded: {', '.join(missing)}"
+    status = f" (status {job.outcome_status!r})" if job.outcome_status else ""
+    detail = last_line(job.outcome_detail or "")
     return one_line(f"job {job.job_id} failed{status}" + (f": {detail}" if detail else ""))
 
 

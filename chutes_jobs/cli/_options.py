@@ -35,7 +35,7 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--api-key",
         envvar="CHUTES_API_KEY",
         metavar="KEY",
-        help="API key (default: $CHUTES_API_KEY).",
+        help="API key (cpk_...) or OAuth access token (cak_...); default: $CHUTES_API_KEY.",
     )(fn)
     return click.option(
         "--base-url",

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..models import Job, job_to_json
+from ..models import Job, JobOutcome, job_to_json
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:
@@ -27,14 +27,22 @@ def say(message: str) -> None:
 
 
 def job_json(job: Job) -> dict[str, Any]:
-    """A job as JSON for output, with ``status``/``error_detail`` when the server sent them."""
-    return job_to_json(job, include_status=True)
+    """A job as JSON for output, with ``status``/``error_detail`` when the server sent them,
+    and ``outcome`` (``succeeded``/``failed``/``unknown``, null while not finished) with
+    ``outcome_detail`` (why it failed, when known)."""
+    data = job_to_json(job, include_status=True)
+    data["outcome"] = job.outcome.value if job.outcome is not None else None
+    data["outcome_detail"] = job.outcome_detail
+    return data
 
 
 def job_summary(job: Job) -> str:
-    """One line about a job's state for a person."""
-    status = f" ({job.status})" if job.status else ""
-    return f"job {job.job_id}: {job.state.value}{status}"
+    """One line about a job's state for a person: ``job X: finished (complete)``."""
+    label = job.status
+    if job.outcome is not None:
+        unknown = job.outcome is JobOutcome.UNKNOWN
+        label = job.outcome_status or ("outcome unknown" if unknown else job.outcome.value)
+    return f"job {job.job_id}: {job.state.value}" + (f" ({label})" if label else "")
 
 
 def paths_json(paths: dict[str, Path]) -> dict[str, str]:

@@ -13,6 +13,7 @@ import click
 from .._progress import BulkDisplay
 from ..bulk import BulkOutcome, BulkResult
 from ..errors import DownloadOutputsError, JobFailedError
+from ..models import JobOutcome
 from ..session import ChutesSession
 from ._app import command
 from ._exit import (
@@ -67,6 +68,7 @@ def bulk_result_json(result: BulkResult) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "job_id": result.job_id,
         "status": job.status if job is not None else None,
+        "job_outcome": job.outcome.value if job is not None and job.outcome else None,
         "resumed": result.resumed,
         "paths": paths_json(dict(result.paths)) if result.paths is not None else None,
         "error": bulk_error_text(result.error) if result.error is not None else None,
@@ -87,7 +89,9 @@ def bulk_result_text(result: BulkResult) -> str:
     job = f" job {result.job_id}" if result.job_id is not None else ""
     resumed = " (resumed)" if result.resumed else ""
     error = f": {bulk_error_text(result.error)}" if result.error is not None else ""
-    return f"input {result.index}: {result.outcome.value}{job}{resumed}{error}"
+    unknown = result.job is not None and result.job.outcome is JobOutcome.UNKNOWN
+    notice = " (outcome unknown: nothing says how it ended)" if unknown else ""
+    return f"input {result.index}: {result.outcome.value}{job}{resumed}{notice}{error}"
 
 
 class BulkTally:

@@ -14,7 +14,7 @@ from ..job import JobHandle
 from ..models import Job
 from ..session import ChutesSession
 from ._app import command
-from ._exit import fail_if_job_failed, run_async
+from ._exit import run_async, settle_job_outcome
 from ._options import (
     add_options,
     connection_options,
@@ -139,7 +139,7 @@ def submit(
 @connection_options
 @json_option
 def status(job_id: str, as_json: bool, **conn: Any) -> None:
-    """Show a job's current state (--json: the job)."""
+    """Show a job's current state (--json: the job); exit 1 if it finished and failed."""
 
     @with_session
     async def go(session: ChutesSession) -> Job:
@@ -147,6 +147,7 @@ def status(job_id: str, as_json: bool, **conn: Any) -> None:
 
     job = run_async(go(**conn))
     emit(job_json(job), as_json, job_summary(job))
+    settle_job_outcome(job)
 
 
 @command()
@@ -163,7 +164,7 @@ def wait(job_id: str, timeout: float | None, as_json: bool, **conn: Any) -> None
 
     job = run_async(go(**conn))
     emit(job_json(job), as_json, job_summary(job))
-    fail_if_job_failed(job)
+    settle_job_outcome(job)
 
 
 @command()
@@ -176,16 +177,23 @@ def download(job_id: str, out: Path, overwrite: bool, as_json: bool, **conn: Any
     """Download every output file of a finished job into --out.
 
     An interrupted download resumes from its .part file when run again.
-    Prints each path (--json: {"job_id", "paths": {filename: path}}).
+    Prints each path (--json: {"job_id", "outcome", "paths": {filename: path}}); exit 1
+    after downloading if the job failed.
     """
 
     @with_session
-    async def go(session: ChutesSession) -> dict[str, Path]:
-        return await download_outputs(session.job(job_id), out, overwrite)
+    async def go(session: ChutesSession) -> tuple[Job, dict[str, Path]]:
+        handle = session.job(job_id)
+        paths = await download_outputs(handle, out, overwrite)
+        assert handle.job is not None
+        return handle.job, paths
 
-    paths = run_async(go(**conn))
+    job, paths = run_async(go(**conn))
     listed = paths_json(paths)
-    emit({"job_id": job_id, "paths": listed}, as_json, "\n".join(listed.values()))
+    outcome = job.outcome.value if job.outcome is not None else None
+    data = {"job_id": job_id, "outcome": outcome, "paths": listed}
+    emit(data, as_json, "\n".join(listed.values()))
+    settle_job_outcome(job)
 
 
 @command()
@@ -244,4 +252,4 @@ def run(
     listed = paths_json(paths)
     data = {"job": job_json(job), "paths": listed}
     emit(data, as_json, "\n".join(listed.values()) or job_summary(job))
-    fail_if_job_failed(job)
+    settle_job_outcome(job)

@@ -14,13 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .auth import SCOPE_READ, SCOPE_WRITE
 from .chutes import DEMO_CHUTE_NAME, demo_methods
 from .faults import FaultPlan
 from .routes import Options, Routes
 from .runner import JobRunner
 from .server import RequestRecord, Server
 from .storage import BlobStore
-from .store import Chute, ChuteMethod, JobRecord, Store, User
+from .store import Chute, ChuteMethod, JobRecord, Store, User, new_oauth_token
 from .tokens import TokenIssuer
 
 __all__ = ["Emulator"]
@@ -34,7 +35,10 @@ class Emulator:
     ``Range``; ``expose_status`` adds ``status``/``error_detail`` to the Job JSON;
     ``daily_quota``/``daily_total_quota`` limit jobs per user per chute / per user per day.
     Jobs of local chutes start after ``schedule_delay`` seconds. ``token_secret`` fixes the
-    worker tokens' signing key (random by default), so another process can mint tokens.
+    worker tokens' signing key (random by default), so another process can mint tokens;
+    ``token_algorithm="ES256"`` issues ES256 tokens instead (the live server verifies both).
+    Users authenticate with an API key, a hotkey signature or an OAuth access token
+    (:meth:`add_oauth_token`, with scopes).
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class Emulator:
         schedule_delay: float = 0.05,
         fault_seed: int = 0,
         token_secret: str | None = None,
+        token_algorithm: str = "HS256",
     ) -> None:
         self.host = host
         self.port = port
@@ -59,7 +64,7 @@ class Emulator:
             live_quirks, range_support, expose_status, daily_quota, daily_total_quota
         )
         self.store = Store()
-        self.tokens = TokenIssuer(token_secret)
+        self.tokens = TokenIssuer(token_secret, token_algorithm)
         #: The fault plan: ``emu.faults.add("download", cut_after=1_000_000)``.
         self.faults = FaultPlan(fault_seed)
         self._data_dir = Path(data_dir) if data_dir is not None else None
@@ -159,6 +164,25 @@ class Emulator:
         keys = [api_key] if api_key else []
         hotkeys = [hotkey] if hotkey else []
         return self.store.add_user(username=username, api_keys=keys, hotkeys=hotkeys)
+
+    def add_oauth_token(
+        self,
+        scopes: Iterable[str] = (SCOPE_READ, SCOPE_WRITE),
+        *,
+        user: User | None = None,
+        token: str | None = None,
+    ) -> str:
+        """An OAuth access token (``cak_...``) of ``user`` (default: the default user).
+
+        It authenticates like an API key; a route needing a scope it lacks answers 403
+        ``Token does not have permission for this resource``. Scopes: ``"jobs:read"`` (read
+        a job, download its files) and ``"jobs:write"`` (create and delete jobs).
+        """
+        token = token or new_oauth_token()
+        if not token.startswith("cak_"):
+            raise ValueError(f"an OAuth access token starts with 'cak_', got {token[:4]!r}...")
+        (user or self.user).oauth_tokens[token] = frozenset(scopes)
+        return token
 
     def add_chute(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ..models import file_id_for
-from .auth import authenticate
+from .auth import SCOPE_READ, SCOPE_WRITE, authenticate
 from .downloads import send_file
 from .faults import FAULT_KEY
 from .responses import HTTPError, json_response, missing_field
@@ -74,7 +75,7 @@ class Routes:
     async def create(self, request: web.Request, chute_id: str, method: str) -> web.Response:
         """``POST /jobs/{chute_id}/{method}``: auth, chute, quota, body, ``_disk_gb``."""
         body = await request.read()
-        user = authenticate(request, body, self.store)
+        user = authenticate(request, body, self.store, SCOPE_WRITE)
         chute = self.store.find_chute(chute_id, method, user.user_id)
         if chute is None:
             raise HTTPError(404, f"Chute {chute_id} not found")
@@ -114,12 +115,16 @@ class Routes:
 
     async def get(self, request: web.Request, job_id: str) -> web.Response:
         """``GET /jobs/{job_id}``."""
-        job = self._user_job(request, job_id, "Job not found, or does not belong to you")
+        job = self._user_job(
+            request, job_id, "Job not found, or does not belong to you", SCOPE_READ
+        )
         return self._job_response(job)
 
     async def delete(self, request: web.Request, job_id: str) -> web.Response:
         """``DELETE /jobs/{job_id}``: files and worker go; the row too unless live quirks."""
-        job = self._user_job(request, job_id, f"Job {job_id} not found or does not belong to you")
+        job = self._user_job(
+            request, job_id, f"Job {job_id} not found or does not belong to you", SCOPE_WRITE
+        )
         await self.blobs.delete_job(job_id)
         self._on_delete(job)
         if self.options.live_quirks:  # the live route's response fails validation: rollback
@@ -129,7 +134,9 @@ class Routes:
 
     async def download(self, request: web.Request, job_id: str, file_id: str) -> web.StreamResponse:
         """``GET /jobs/{job_id}/download/{file_id}``: the stored bytes, streamed."""
-        job = self._user_job(request, job_id, "Job not found, or does not belong to you")
+        job = self._user_job(
+            request, job_id, "Job not found, or does not belong to you", SCOPE_READ
+        )
         if job.output_files is None:  # live: `file_id in None` raises
             raise HTTPError.server_error()
         info = job.output_files.get(file_id)
@@ -137,16 +144,16 @@ class Routes:
             raise HTTPError(404, f"Job output file not found job_id={job_id!r} file_id={file_id!r}")
         blob = self.blobs.blob_path(job_id, file_id)
         filename: str = info["filename"]
-        if not blob.is_file() or not _latin1(filename):
-            raise HTTPError.server_error()
+        if not blob.is_file() or not _header_safe(filename):
+            raise HTTPError.server_error()  # live: Content-Disposition cannot carry the name
         range_support = self.options.range_support and not self.options.live_quirks
         fault = request.get(FAULT_KEY)
         return await send_file(
             request, blob, filename=filename, range_support=range_support, fault=fault
         )
 
-    def _user_job(self, request: web.Request, job_id: str, not_found: str) -> JobRecord:
-        user = authenticate(request, None, self.store)
+    def _user_job(self, request: web.Request, job_id: str, not_found: str, scope: str) -> JobRecord:
+        user = authenticate(request, None, self.store, scope)
         job = self.store.user_job(job_id, user.user_id)
         if job is None:
             raise HTTPError(404, not_found)
@@ -291,12 +298,18 @@ def _disk_gb(value: Any) -> int:
     return int(value)
 
 
-def _latin1(name: str) -> bool:
+#: What uvicorn refuses in a header value: C0 controls but tab, and DEL.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_safe(name: str) -> bool:
+    """Whether ``name`` fits the live download's ``Content-Disposition`` header (latin-1,
+    no newline or other control character)."""
     try:
         name.encode("latin-1")
     except UnicodeEncodeError:
         return False
-    return True
+    return _HEADER_UNSAFE.search(name) is None
 
 
 def _all_strings(values: Any) -> bool:

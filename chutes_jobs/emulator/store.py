@@ -21,6 +21,7 @@ __all__ = [
     "Store",
     "User",
     "new_api_key",
+    "new_oauth_token",
     "utcnow",
 ]
 
@@ -38,6 +39,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_oauth_token() -> str:
+    """A fresh OAuth access token: ``cak_`` and 43 URL-safe characters."""
+    return f"cak_{secrets.token_urlsafe(32)}"
+
+
 def new_api_key(user_id: str) -> str:
     """A fresh key in the live format ``cpk_<key id hex>.<user id hex>.<32 alnum>``."""
     tail = "".join(secrets.choice(_ALNUM) for _ in range(32))
@@ -52,6 +58,8 @@ class User:
     username: str
     api_keys: set[str] = field(default_factory=set)
     hotkeys: set[str] = field(default_factory=set)
+    #: OAuth access tokens (``cak_...``) and the scopes each holds.
+    oauth_tokens: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def api_key(self) -> str:
@@ -197,6 +205,13 @@ class Store:
     def user_by_api_key(self, key: str) -> User | None:
         """The user holding ``key``, if any."""
         return next((u for u in self.users.values() if key in u.api_keys), None)
+
+    def user_by_oauth_token(self, token: str) -> tuple[User, frozenset[str]] | None:
+        """The user holding the OAuth access token ``token``, and its scopes, if any."""
+        for user in self.users.values():
+            if token in user.oauth_tokens:
+                return user, user.oauth_tokens[token]
+        return None
 
     def user_by_hotkey(self, hotkey: str) -> User | None:
         """The user who registered ``hotkey`` (ss58), if any."""

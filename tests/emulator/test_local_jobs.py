@@ -58,7 +58,7 @@ async def test_pending_running_finished(http: aiohttp.ClientSession) -> None:
         assert running["instance_id"] is not None and running["finished_at"] is None
         assert running["instance"]["instance_id"] == running["instance_id"]
         finished = await _finished(client, job_id)
-        assert finished["result"] == {"slept": 0.3}
+        assert finished["result"] == {"slept": 0.3, "chutes_jobs": {"status": "complete"}}
 
 
 async def test_echo_and_wrapped_results(client: Client) -> None:
@@ -68,14 +68,21 @@ async def test_echo_and_wrapped_results(client: Client) -> None:
     client.emu.add_chute("calc", {"double": answer})
     echo = await client.create("demo", "echo", {"a": [1, 2], "_disk_gb": 50})
     double = await client.create("calc", "double", {"value": 21})
-    assert (await _finished(client, echo.json["job_id"]))["result"] == {"a": [1, 2]}
-    assert (await _finished(client, double.json["job_id"]))["result"] == {"result": 42}
+    assert (await _finished(client, echo.json["job_id"]))["result"] == {
+        "a": [1, 2],
+        "chutes_jobs": {"status": "complete"},
+    }
+    assert (await _finished(client, double.json["job_id"]))["result"] == {
+        "result": 42,
+        "chutes_jobs": {"status": "complete"},
+    }
 
 
 async def test_a_raising_chute_finishes_with_error_and_traceback(client: Client) -> None:
     job_id = (await client.create("demo", "fail", {"message": "boom"})).json["job_id"]
     job = await _finished(client, job_id)
-    assert job["result"] is None
+    assert "status" not in job  # faithful: the outcome shows only through the record
+    assert job["result"] == {"chutes_jobs": {"status": "error", "detail": "RuntimeError: boom"}}
     stored = client.emu.job(job_id)
     assert stored.status == "error"
     assert stored.error_detail is not None
@@ -87,8 +94,10 @@ async def test_cancel_job_reports_cancelled(client: Client) -> None:
     while client.emu.job(job_id).instance is None:
         await asyncio.sleep(0.01)
     assert client.emu.cancel_job(job_id)
-    await _finished(client, job_id)
+    job = await _finished(client, job_id)
     assert client.emu.job(job_id).status == "cancelled"
+    record = job["result"]["chutes_jobs"]  # before or after the method started: both say so
+    assert record["status"] == "cancelled" and "cancelled" in record["detail"]
 
 
 async def test_delete_of_a_running_job_stops_it(client: Client) -> None:
