@@ -58,12 +58,21 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def job_args(pairs: tuple[tuple[str, Any], ...], args_json: str | None) -> dict[str, Any]:
-    """Job arguments from ``--args-json FILE|-`` and the parsed ``--arg`` pairs (these win)."""
+def job_args(
+    pairs: tuple[tuple[str, Any], ...], args_json: str | None, disk_gb: int | None
+) -> dict[str, Any]:
+    """Job arguments from ``--args-json FILE|-`` and the parsed ``--arg`` pairs (these win).
+
+    A usage error if the disk size is given both as ``--disk-gb`` and as ``_disk_gb``.
+    """
     args: dict[str, Any] = {}
     if args_json is not None:
         args.update(read_args_json(args_json))
     args.update(pairs)
+    if disk_gb is not None and "_disk_gb" in args:
+        raise click.UsageError(
+            "give the disk size either as --disk-gb or as the job argument _disk_gb, not both"
+        )
     return args
 
 

@@ -247,7 +247,8 @@ def bulk(
     With --out, outputs go to DIR/<job_id>/. With --ledger, every step is recorded, so a
     re-run (after a crash or Ctrl-C) skips finished inputs and never re-creates a job.
     Prints a line per result and a summary (--json: a JSON object per result, then
-    {"summary": ...}). On a terminal, live counters show on stderr. Exit 1 if a job failed,
+    {"summary": ...}). Results and errors name inputs by their line in --inputs, counted
+    from 1 (blank lines are skipped but counted). On a terminal, live counters show on stderr. Exit 1 if a job failed,
     3 if an input was not submitted, its create's outcome is unknown, or a wait/download
     failed.
     """

@@ -101,8 +101,13 @@ def submit(
     as_json: bool,
     **conn: Any,
 ) -> None:
-    """Create a job of CHUTE's METHOD and print its id (--json: the job)."""
-    args = job_args(pairs, args_json)
+    """Create a job of CHUTE's METHOD and print its id (--json: the job).
+
+    \b
+    Example: chutes-jobs submit demo files --arg count:=2 --arg note=hello
+    (count is the number 2, note the text "hello").
+    """
+    args = job_args(pairs, args_json, disk_gb)
 
     @with_session(creates_only=True)
     async def go(session: ChutesSession) -> Job:
@@ -224,7 +229,7 @@ def run(
     Exit 1 (nothing downloaded) if the job failed. Prints each path
     (--json: {"job": {...}, "paths": {filename: path}}).
     """
-    args = job_args(pairs, args_json)
+    args = job_args(pairs, args_json, disk_gb)
 
     @with_session()
     async def go(session: ChutesSession) -> tuple[Job, dict[str, Path]]:
