@@ -19,7 +19,6 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -29,6 +28,7 @@ import yarl
 from ._bulk_options import DEFAULT_CANCEL_GRACE
 from ._http1 import Http1Pool
 from ._redact import redact, redact_url
+from ._version import __version__
 from .auth import ApiKeyAuth, HotkeyAuth, SigningKeypair, UserAuth, load_keypair
 from .errors import (
     APIStatusError,
@@ -165,10 +165,7 @@ def _encode_json(body: Any) -> bytes:
 
 
 def _user_agent() -> str:
-    try:
-        return f"chutes-jobs/{version('chutes-jobs')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "chutes-jobs/0.0.0"
+    return f"chutes-jobs/{__version__}"
 
 
 def _error_detail(status: int, text: str, headers: Mapping[str, str]) -> Any:

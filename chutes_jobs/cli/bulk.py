@@ -6,12 +6,11 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._progress import BulkDisplay
-from ..bulk import BulkOutcome, BulkResult
 from ..errors import DownloadOutputsError, JobFailedError, NotFoundError
 from ..session import ChutesSession
 from ._app import command
@@ -35,6 +34,12 @@ from ._options import (
     session_settings,
 )
 from ._output import emit_line, paths_json
+
+if TYPE_CHECKING:
+    from ..bulk import BulkResult
+
+# chutes_jobs.bulk (the ledger: sqlite3, threads) is imported only when `bulk` runs, so the
+# other commands start faster: `from .. import BulkOutcome` below.
 
 
 class Inputs:
@@ -131,6 +136,8 @@ class BulkTally:
         """Count one result."""
         self.outcomes[result.outcome.value] += 1
         self.errors += not result.ok
+        from .. import BulkOutcome
+
         self.failed += result.outcome is BulkOutcome.FAILED
         self.resumed += result.resumed
         self.jobs += result.job_id is not None
@@ -139,6 +146,8 @@ class BulkTally:
     def exit_code(self) -> int:
         """3 if an input was not submitted, is unknown, or had an error other than its job
         failing (a wait or a download); else 1 if a job failed; else 0."""
+        from .. import BulkOutcome
+
         unsent = self.outcomes[BulkOutcome.NOT_SUBMITTED.value]
         if unsent or self.outcomes[BulkOutcome.UNKNOWN.value] or self.errors > self.failed:
             return EXIT_API_ERROR
@@ -150,6 +159,8 @@ class BulkTally:
         ``jobs``: inputs that have a job, ``created`` of them in this run, ``resumed`` from the
         ledger; ``outcomes``: how many inputs ended in each :class:`BulkOutcome`.
         """
+        from .. import BulkOutcome
+
         counts = {outcome.value: self.outcomes[outcome.value] for outcome in BulkOutcome}
         summary = {
             "inputs": sum(self.outcomes.values()),
@@ -248,9 +259,9 @@ def bulk(
     re-run (after a crash or Ctrl-C) skips finished inputs and never re-creates a job.
     Prints a line per result and a summary (--json: a JSON object per result, then
     {"summary": ...}). Results and errors name inputs by their line in --inputs, counted
-    from 1 (blank lines are skipped but counted). On a terminal, live counters show on stderr. Exit 1 if a job failed,
-    3 if an input was not submitted, its create's outcome is unknown, or a wait/download
-    failed.
+    from 1 (blank lines are skipped but counted). On a terminal, live counters show on
+    stderr. Exit 1 if a job failed, 3 if an input was not submitted, its create's outcome is
+    unknown, or a wait/download failed.
     """
     if out is not None and not wait:
         raise click.UsageError("--out downloads outputs, which needs --wait")
