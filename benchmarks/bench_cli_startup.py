@@ -8,7 +8,9 @@ Runs, interleaved round by round (so machine noise hits each alike), hyperfine-s
 * ``chutes-jobs status <job_id>``     one real GET to an emulator on 127.0.0.1
 
 and prints each command's median wall time, peak RSS, and its difference and ratio to the
-aiohttp import. The goal: ``status`` within ``import aiohttp`` + 100 ms. Not a test.
+aiohttp import, and the fastest run of each (less sensitive to a busy machine). The goal:
+``status`` within ``import aiohttp`` + 100 ms. Commands run in the checkout this script is in
+(``python -m`` puts the working folder first on the path). Not a test.
 
     python benchmarks/bench_cli_startup.py [--runs 21]
 """
@@ -31,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one run of ``argv``; fails loudly on a non-zero exit."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -45,7 +49,7 @@ def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str
     """``chutes-jobs emulator --port 0 --json`` in a subprocess, and what it printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "chutes_jobs", "emulator", "--port", "0", "--json"],
-        env=env, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert process.stdout is not None
     info: dict[str, str] = json.loads(process.stdout.readline())
@@ -64,7 +68,7 @@ def main() -> None:
         env.update(CHUTES_BASE_URL=info["base_url"], CHUTES_API_KEY=info["api_key"])
         created = subprocess.run(
             [sys.executable, "-m", "chutes_jobs", "submit", "demo", "echo"],
-            env=env, capture_output=True, text=True, check=True,
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         job_id = created.stdout.strip()
         py = sys.executable
@@ -85,15 +89,23 @@ def main() -> None:
         emulator.wait()
 
     medians = {name: statistics.median(s for s, _ in runs) * 1000 for name, runs in samples.items()}
+    fastest = {name: min(s for s, _ in runs) * 1000 for name, runs in samples.items()}
     peaks = {name: max(rss for _, rss in runs) for name, runs in samples.items()}
-    base = medians['python -c "import aiohttp"']
-    print(f"median of {options.runs} runs each (interleaved), wall ms; peak RSS MiB")
-    print(f"{'command':<30} {'median':>8} {'vs aiohttp':>11} {'ratio':>6} {'peak RSS':>9}")
+    base, base_min = medians['python -c "import aiohttp"'], fastest['python -c "import aiohttp"']
+    print(f"{options.runs} runs of each (interleaved), wall ms; peak RSS MiB")
+    print(f"{'command':<28} {'median':>7} {'vs aiohttp':>10} {'ratio':>5}  "
+          f"{'fastest':>7} {'vs aiohttp':>10}  {'peak RSS':>8}")  # fmt: skip
     for name, ms in medians.items():
-        print(f"{name:<30} {ms:8.1f} {ms - base:+10.1f} {ms / base:6.2f} {peaks[name]:9.1f}")
-    status = medians["chutes-jobs status <id>"]
-    verdict = "met" if status - base <= GOAL_MS else "NOT met"
-    print(f"goal: status <= import aiohttp + {GOAL_MS:.0f} ms: {status - base:+.1f} ms, {verdict}")
+        low = fastest[name]
+        print(f"{name:<28} {ms:7.1f} {ms - base:+10.1f} {ms / base:5.2f}  "
+              f"{low:7.1f} {low - base_min:+10.1f}  {peaks[name]:8.1f}")  # fmt: skip
+    name = "chutes-jobs status <id>"
+    for label, extra in (("median", medians[name] - base), ("fastest", fastest[name] - base_min)):
+        verdict = "met" if extra <= GOAL_MS else "NOT met"
+        print(
+            f"goal, {label}: status <= import aiohttp + {GOAL_MS:.0f} ms: "
+            f"{extra:+.1f} ms, {verdict}"
+        )
 
 
 if __name__ == "__main__":
