@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from .bulk import BulkOutcome, BulkResult
+from ._version import __version__
 from .errors import (
     APIStatusError,
     AuthenticationError,
@@ -47,10 +47,24 @@ from .session import ChutesSession, run_and_report
 from .transfer import ProgressCallback, TransferProgress
 from .worker import UploadReport, UploadResult, UploadTargets
 
-try:
-    __version__ = version("chutes-jobs")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+if TYPE_CHECKING:
+    from .bulk import BulkOutcome, BulkResult
+
+#: Imported on first use: bulk runs need the ledger (sqlite3, threads), which one-job
+#: commands such as ``chutes-jobs status`` never do.
+_LAZY = {"BulkOutcome": ".bulk", "BulkResult": ".bulk"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "OUTCOME_KEY",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
-from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
 from types import TracebackType
 from typing import Any, Final, Self
@@ -22,6 +21,7 @@ import yarl
 from ._base_url import checked_base_url
 from ._http import NO_BODY, Transport, map_transport_errors
 from ._redact import redact_url
+from ._version import __version__
 from .auth import ApiKeyAuth, HotkeyAuth, SigningKeypair, UserAuth, load_keypair
 from .bulk import BulkResult, submit_many
 from .bulk.options import DEFAULT_CANCEL_GRACE
@@ -53,10 +53,7 @@ _ENV_SETTINGS: Final = {
 
 
 def _user_agent() -> str:
-    try:
-        return f"chutes-jobs/{version('chutes-jobs')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "chutes-jobs/0.0.0"
+    return f"chutes-jobs/{__version__}"
 
 
 class ChutesSession(Transport):

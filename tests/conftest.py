@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,6 +13,10 @@ import pytest
 from aioresponses import aioresponses
 
 from chutes_jobs import RetryPolicy
+
+# The suite runs with --import-mode=importlib, where test modules cannot import their
+# neighbours: put this folder on the path so they can share helpers such as `cli_support`.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 class FakeTime:

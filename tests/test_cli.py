@@ -1,68 +1,39 @@
-"""The ``chutes-jobs`` command, run as a user runs it: in a subprocess, against the emulator.
-
-The emulator runs in a background thread of the test process (its own event loop), so tests
-can read its request log and slow its downloads down; each command runs in a fresh
-``python -m chutes_jobs`` process, which calls ``asyncio.run`` itself and can be sent SIGINT.
-"""
+"""The ``chutes-jobs`` command, run as a user runs it: in a subprocess, against the emulator
+(see ``cli_support``)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from cli_support import (
+    HANG_GUARD,
+    MIB,
+    SECRET_KEY,
+    EmulatorThread,
+    as_json,
+    assert_one_error_line,
+    cli,
+    closed_port,
+    finished_job,
+    json_lines,
+    popen,
+)
 
 from chutes_jobs._progress import BulkDisplay, ProgressDisplay
 from chutes_jobs.demo import sha256_file
-from chutes_jobs.emulator import Emulator
 from chutes_jobs.emulator import downloads as emulator_downloads
 from chutes_jobs.models import JobState
 from chutes_jobs.transfer import TransferProgress
-
-T = TypeVar("T")
-
-MIB = 1024 * 1024
-#: A guard against a hung subprocess, never an assertion about speed.
-HANG_GUARD = 120
-SECRET_KEY = "cpk_" + "5" * 32 + "." + "e" * 32 + "." + "S3cr3tS3cr3tS3cr3tS3cr3tS3cr3tXY"
-
-
-class EmulatorThread:
-    """An :class:`Emulator` served by an event loop in a background thread."""
-
-    def __init__(self, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.emulator: Emulator = self.call(self._start(options))
-
-    @staticmethod
-    async def _start(options: dict[str, Any]) -> Emulator:
-        return await Emulator(**options).start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the emulator's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(HANG_GUARD)
-
-    def close(self) -> None:
-        self.call(self.emulator.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(HANG_GUARD)
-        self.loop.close()
-
-    def creates(self) -> int:
-        return self.emulator.counts["create"]
 
 
 @pytest.fixture(scope="module")
@@ -70,81 +41,6 @@ def emu() -> Iterator[EmulatorThread]:
     server = EmulatorThread(host="127.0.0.1", port=0, expose_status=True, schedule_delay=0.01)
     yield server
     server.close()
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTES_")}
-    env.update(extra)
-    return env
-
-
-def cli(
-    *args: str,
-    emu: EmulatorThread | None = None,
-    cwd: Path | None = None,
-    stdin: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``chutes-jobs ARGS`` in a subprocess (pointed at ``emu`` through the environment)."""
-    extra = {}
-    if emu is not None:
-        extra = {
-            "CHUTES_BASE_URL": emu.emulator.base_url,
-            "CHUTES_API_KEY": emu.emulator.api_key,
-        }
-    return subprocess.run(
-        [sys.executable, "-m", "chutes_jobs", *args],
-        capture_output=True,
-        text=True,
-        env=base_env(**extra),
-        cwd=cwd,
-        input=stdin,
-        timeout=HANG_GUARD,
-    )
-
-
-def popen(*args: str, emu: EmulatorThread | None = None, cwd: Path | None = None) -> Any:
-    extra = {}
-    if emu is not None:
-        extra = {"CHUTES_BASE_URL": emu.emulator.base_url, "CHUTES_API_KEY": emu.emulator.api_key}
-    return subprocess.Popen(
-        [sys.executable, "-m", "chutes_jobs", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=base_env(**extra),
-        cwd=cwd,
-    )
-
-
-def as_json(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.stdout.strip(), result.stderr
-    return json.loads(result.stdout)
-
-
-def json_lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    """stderr ends with one ``error: ...`` line holding each needle; no traceback anywhere."""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def finished_job(emu: EmulatorThread, chute_method: str, *args: str) -> dict[str, Any]:
-    chute, method = chute_method.split(".")
-    created = as_json(cli("submit", chute, method, *args, "--json", emu=emu))
-    job: dict[str, Any] = as_json(cli("wait", created["job_id"], "--json", emu=emu))
-    return job
 
 
 # -- help ---------------------------------------------------------------------------------
@@ -177,9 +73,8 @@ def test_module_cli_is_runnable() -> None:
 
 
 def test_job_lifecycle_json(emu: EmulatorThread, tmp_path: Path) -> None:
-    submitted = as_json(
-        cli("submit", "demo", "files", "--arg", "count=2", "--arg", "size=3000", "--json", emu=emu)
-    )
+    args = ["--arg", "count:=2", "--arg", "size:=3000", "--json"]
+    submitted = as_json(cli("submit", "demo", "files", *args, emu=emu))
     job_id = submitted["job_id"]
     assert submitted["method"] == "files" and submitted["job_args"]["count"] == 2
 
@@ -199,24 +94,25 @@ def test_job_lifecycle_json(emu: EmulatorThread, tmp_path: Path) -> None:
         assert sha256_file(Path(downloaded["paths"][name])) == digest
 
     deleted = as_json(cli("delete", job_id, "--json", emu=emu))
-    assert deleted == {"job_id": job_id, "deleted": True}
+    assert deleted == {"job_id": job_id, "outcome": "deleted"}
     gone = cli("status", job_id, "--json", emu=emu)
     assert gone.returncode == 3 and gone.stdout == ""
     assert_one_error_line(gone, "404", job_id)
 
 
 def test_text_output_is_short(emu: EmulatorThread, tmp_path: Path) -> None:
-    submitted = cli("submit", "demo", "files", "--arg", "count=1", emu=emu)
+    submitted = cli("submit", "demo", "files", "--arg", "count:=1", emu=emu)
     job_id = submitted.stdout.strip()
     assert submitted.returncode == 0 and len(job_id) == 36
     waited = cli("wait", job_id, emu=emu)
     assert waited.stdout.strip() == f"job {job_id}: finished (complete)"
+    assert "finished" not in waited.stderr  # told once, on stdout
     downloaded = cli("download", job_id, "--out", str(tmp_path), emu=emu)
     assert downloaded.stdout.strip() == str(tmp_path / "file_000.bin")
 
 
 def test_download_refuses_to_overwrite_unless_told(emu: EmulatorThread, tmp_path: Path) -> None:
-    job = finished_job(emu, "demo.files", "--arg", "count=1")
+    job = finished_job(emu, "demo.files", "--arg", "count:=1")
     assert cli("download", job["job_id"], "--out", str(tmp_path), emu=emu).returncode == 0
     again = cli("download", job["job_id"], "--out", str(tmp_path), emu=emu)
     assert again.returncode == 3
@@ -239,7 +135,7 @@ def test_run_json(emu: EmulatorThread, tmp_path: Path) -> None:
 
 
 def test_args_json_from_stdin(emu: EmulatorThread) -> None:
-    result = cli("submit", "demo", "echo", "--args-json", "-", "--arg", "b=2", "--json",
+    result = cli("submit", "demo", "echo", "--args-json", "-", "--arg", "b:=2", "--json",
                  emu=emu, stdin='{"a": "x", "b": 1}')  # fmt: skip
     assert as_json(result)["job_args"] == {"a": "x", "b": 2, "_disk_gb": 10}
 
@@ -263,14 +159,19 @@ def test_failed_job_exits_1_on_wait_and_run(emu: EmulatorThread, tmp_path: Path)
 @pytest.mark.parametrize(
     ("args", "stdin", "needle"),
     [
-        (["submit", "demo", "echo", "--arg", "novalue"], None, "NAME=VALUE"),
-        (["submit", "demo", "echo", "--arg", "=1"], None, "NAME=VALUE"),
+        (["submit", "demo", "echo", "--arg", "novalue"], None, "NAME=TEXT or NAME:=JSON"),
+        (["submit", "demo", "echo", "--arg", "=1"], None, "NAME=TEXT or NAME:=JSON"),
+        (["submit", "demo", "echo", "--arg", ":=1"], None, "NAME=TEXT or NAME:=JSON"),
+        (["submit", "demo", "echo", "--arg", "sizes:=[1000,"], None, "not JSON"),
+        (["submit", "demo", "echo", "--arg", "x:=NaN"], None, "not JSON"),
+        (["run", "demo", "echo", "--out", "o", "--arg", "x:={oops}"], None, "not JSON"),
         (["submit", "demo", "echo", "--args-json", "-"], "{not json", "not JSON"),
         (["submit", "demo", "echo", "--args-json", "-"], "[1, 2]", "JSON object"),
         (["submit", "demo", "echo", "--args-json", "/nonexistent/args.json"], None, "cannot read"),
-        (["submit", "demo", "echo", "--disk-gb", "10"], None, "--disk-gb"),
-        (["run", "demo", "echo", "--out", "o", "--disk-gb", "1000"], None, "--disk-gb"),
+        (["submit", "demo", "echo", "--disk-gb", "10"], None, "accepts 11 to 999 GB"),
+        (["run", "demo", "echo", "--out", "o", "--disk-gb", "1000"], None, "accepts 11 to 999"),
         (["submit", "demo", "echo", "--disk-gb", "big"], None, "--disk-gb"),
+        (["submit", "demo", "echo", "--disk-gb", "20.5"], None, "--disk-gb"),
         (["submit", "demo"], None, "METHOD"),
         (["wait", "x", "--timeout", "-1"], None, "--timeout"),
         (["nosuchcommand"], None, "No such command"),
@@ -303,9 +204,10 @@ def test_configuration_errors_exit_2(emu: EmulatorThread, args_json: str, needle
 
 
 def test_disk_gb_given_twice_exits_2(emu: EmulatorThread) -> None:
-    result = cli("submit", "demo", "echo", "--arg", "_disk_gb=20", "--disk-gb", "30", emu=emu)
+    result = cli("submit", "demo", "echo", "--arg", "_disk_gb:=20", "--disk-gb", "30", emu=emu)
     assert result.returncode == 2
-    assert_one_error_line(result, "either")
+    assert "either as --disk-gb or as the job argument _disk_gb" in result.stderr
+    assert "disk_gb=" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["status", "wait", "download", "delete"])
@@ -314,7 +216,10 @@ def test_unknown_job_exits_3(emu: EmulatorThread, command: str, tmp_path: Path) 
     extra = ["--out", str(tmp_path)] if command == "download" else []
     result = cli(command, job_id, *extra, emu=emu)
     if command == "delete":  # an unknown job is already gone: deleting it succeeds
-        assert result.returncode == 0
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"job {job_id} not found (already deleted, or not yours)"
+        as_json_result = cli(command, job_id, "--json", emu=emu)
+        assert as_json(as_json_result) == {"job_id": job_id, "outcome": "not_found"}
         return
     assert result.returncode == 3
     assert_one_error_line(result, "404", "Job not found")
@@ -323,7 +228,15 @@ def test_unknown_job_exits_3(emu: EmulatorThread, command: str, tmp_path: Path) 
 def test_unknown_chute_exits_3(emu: EmulatorThread) -> None:
     result = cli("submit", "nochute", "echo", emu=emu)
     assert result.returncode == 3
-    assert_one_error_line(result, "Chute nochute not found")
+    assert_one_error_line(result, "chute 'nochute' not found, or it has no job method 'echo'")
+
+
+@pytest.mark.parametrize("command", ["submit", "run"])
+def test_unknown_method_is_named(emu: EmulatorThread, command: str, tmp_path: Path) -> None:
+    extra = ["--out", str(tmp_path)] if command == "run" else []
+    result = cli(command, "demo", "nosuchmethod", *extra, emu=emu)
+    assert result.returncode == 3
+    assert_one_error_line(result, "chute 'demo' not found, or it has no job method 'nosuchmethod'")
 
 
 def test_unreachable_server_exits_3() -> None:
@@ -332,10 +245,11 @@ def test_unreachable_server_exits_3() -> None:
                  "--retries", "0")  # fmt: skip
     assert result.returncode == 3
     assert_one_error_line(result, "could not connect")
+    assert "ssl:" not in result.stderr  # aiohttp's TLS setting means nothing for http://
 
 
 def test_wait_timeout_exits_4(emu: EmulatorThread) -> None:
-    job_id = as_json(cli("submit", "demo", "sleep", "--arg", "seconds=60", "--json", emu=emu))[
+    job_id = as_json(cli("submit", "demo", "sleep", "--arg", "seconds:=60", "--json", emu=emu))[
         "job_id"
     ]
     try:
@@ -349,7 +263,8 @@ def test_wait_timeout_exits_4(emu: EmulatorThread) -> None:
 def test_missing_credentials_exit_2(emu: EmulatorThread) -> None:
     result = cli("status", "some-job", "--base-url", emu.emulator.base_url)
     assert result.returncode == 2
-    assert_one_error_line(result, "credentials")
+    assert_one_error_line(result, "no credentials: pass --api-key KEY or set CHUTES_API_KEY")
+    assert "api_key=" not in result.stderr
 
 
 # -- secrets ------------------------------------------------------------------------------
@@ -359,7 +274,7 @@ def test_missing_credentials_exit_2(emu: EmulatorThread) -> None:
     "args",
     [
         ["-vv", "status", "00000000-0000-4000-8000-000000000000"],  # 401 from the emulator
-        ["-vv", "submit", "demo", "echo", "--arg", "a=1"],
+        ["-vv", "submit", "demo", "echo", "--arg", "a:=1"],
         ["-vv", "bulk", "demo", "echo", "--inputs", "-", "--json"],
         ["-vv", "status", "x", "--base-url", "http://127.0.0.1:{closed}", "--retries", "1"],
         ["status", "x", "--base-url", "http://example.invalid"],  # refused before sending
@@ -394,12 +309,17 @@ def test_bulk_json_and_ledger_rerun(emu: EmulatorThread, tmp_path: Path) -> None
     first = cli(*args, emu=emu)
     assert first.returncode == 0, first.stderr
     *results, summary = json_lines(first)
-    assert sorted(r["index"] for r in results) == [0, 1, 2]
+    assert sorted(r["line"] for r in results) == [1, 2, 3]
     assert {r["outcome"] for r in results} == {"downloaded"}
     for r in results:
         assert Path(r["paths"]["file_000.bin"]).parent == tmp_path / "out" / r["job_id"]
         assert r["error"] is None and r["resumed"] is False
-    assert summary["summary"]["downloaded"] == 3 and summary["exit_code"] == 0
+    assert summary == {
+        "summary": {"inputs": 3, "jobs": 3, "created": 3, "resumed": 0, "errors": 0,
+                    "outcomes": {"submitted": 0, "finished": 0, "failed": 0, "downloaded": 3,
+                                 "not_submitted": 0, "unknown": 0}},
+        "exit_code": 0,
+    }  # fmt: skip
     assert emu.creates() == before + 3
 
     again = cli(*args, emu=emu)
@@ -408,7 +328,7 @@ def test_bulk_json_and_ledger_rerun(emu: EmulatorThread, tmp_path: Path) -> None
     assert emu.creates() == before + 3  # nothing created twice
     assert {r["job_id"] for r in rerun} == {r["job_id"] for r in results}
     assert all(r["resumed"] for r in rerun)
-    assert summary["summary"]["resumed"] == 3
+    assert summary["summary"]["resumed"] == 3 and summary["summary"]["created"] == 0
 
 
 def test_bulk_text_output_and_failed_jobs(emu: EmulatorThread, tmp_path: Path) -> None:
@@ -417,8 +337,9 @@ def test_bulk_text_output_and_failed_jobs(emu: EmulatorThread, tmp_path: Path) -
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert len(lines) == 3
+    assert sorted(line.split(":")[0] for line in lines[:2]) == ["line 1", "line 2"]
     assert all(" failed job " in line for line in lines[:2])
-    assert lines[2] == "2 inputs: 2 failed; 2 with errors"
+    assert lines[2] == "2 inputs: 2 failed; 2 jobs (2 created, 0 resumed); 2 with errors"
     assert "Traceback" not in result.stderr
 
 
@@ -428,7 +349,9 @@ def test_bulk_not_submitted_exits_3(emu: EmulatorThread, tmp_path: Path) -> None
     assert result.returncode == 3
     (line, summary) = json_lines(result)
     assert line["outcome"] == "not_submitted" and "not found" in line["error"]
-    assert summary["summary"]["not_submitted"] == 1 and summary["exit_code"] == 3
+    assert "chute 'nochute' not found, or it has no job method 'echo'" in line["error"]
+    assert summary["summary"]["outcomes"]["not_submitted"] == 1 and summary["exit_code"] == 3
+    assert summary["summary"]["jobs"] == 0
 
 
 def test_bulk_no_wait(emu: EmulatorThread, tmp_path: Path) -> None:
@@ -437,7 +360,8 @@ def test_bulk_no_wait(emu: EmulatorThread, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     *results, summary = json_lines(result)
     assert {r["outcome"] for r in results} == {"submitted"}
-    assert summary["summary"]["submitted"] == 2
+    assert summary["summary"]["outcomes"]["submitted"] == 2
+    assert summary["summary"]["created"] == 2
 
 
 @pytest.mark.parametrize(
@@ -491,7 +415,7 @@ def wait_for_bytes(path: Path, process: subprocess.Popen[str]) -> None:
 @pytest.mark.usefixtures("slow_first_download")
 def test_ctrl_c_keeps_part_and_download_resumes(emu: EmulatorThread, tmp_path: Path) -> None:
     size = 24 * MIB
-    job = finished_job(emu, "demo.files", "--arg", f"sizes=[{size}]")
+    job = finished_job(emu, "demo.files", "--arg", f"sizes:=[{size}]")
     job_id, digest = job["job_id"], job["result"]["files"]["file_000.bin"]
     part = tmp_path / "file_000.bin.part"
 
@@ -560,7 +484,7 @@ def test_emulator_command_serves_until_stopped(sig: int, code: int, tmp_path: Pa
         info = read_banner(process)
         assert info["base_url"].startswith("http://127.0.0.1:")
         assert info["api_key"].startswith("cpk_") and info["demo_chute_id"]
-        submitted = cli("submit", "demo", "echo", "--arg", "x=1", "--base-url", info["base_url"],
+        submitted = cli("submit", "demo", "echo", "--arg", "x:=1", "--base-url", info["base_url"],
                         "--api-key", info["api_key"], "--json")  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr
         assert as_json(submitted)["job_args"]["x"] == 1

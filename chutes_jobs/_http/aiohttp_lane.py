@@ -86,8 +86,13 @@ def _transport_error(
             f"{where}: timed out waiting for the answer", method=method, url=str(url)
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
+        # aiohttp's own text names its TLS setting ("ssl:default") even for http:// URLs.
+        reason = exc if isinstance(exc, aiohttp.ClientSSLError) else exc.os_error
         return TransportError(
-            f"{where}: could not connect: {exc}", method=method, url=str(url), connect_failed=True
+            f"{where}: could not connect: {reason}",
+            method=method,
+            url=str(url),
+            connect_failed=True,
         )
     if isinstance(exc, aiohttp.InvalidURL):
         return ConfigurationError(f"invalid URL for {where}")

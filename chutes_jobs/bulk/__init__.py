@@ -38,13 +38,13 @@ from ..models import Job
 from ..polling import PollPolicy
 from ..transfer import ProgressCallback
 from .gate import RateGate
-from .ledger import Ledger
 from .options import DEFAULT_CANCEL_GRACE, bulk_options, input_key
 from .result import BulkOutcome, BulkResult
-from .run import BulkRun
 
 if TYPE_CHECKING:
     from .._http import Transport
+    from .ledger import Ledger
+    from .run import BulkRun
 
 __all__ = [
     "BulkOutcome",
@@ -83,6 +83,11 @@ async def submit_many(
 
     See :meth:`ChutesSession.submit_many` for the arguments.
     """
+    # Imported here: the ledger (sqlite3, its thread) and the run's machinery are not needed
+    # until a run starts, and a CLI command that never runs one starts faster without them.
+    from .ledger import Ledger
+    from .run import BulkRun
+
     options = bulk_options(
         chute_id, method, concurrency=concurrency, wait=wait, download_to=download_to, key=key,
         disk_gb=disk_gb, poll=poll, poll_concurrency=poll_concurrency,

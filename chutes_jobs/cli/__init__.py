@@ -40,11 +40,19 @@ module per family of commands: ``jobs``, ``bulk``, ``local`` (demo, emulator).
 from __future__ import annotations
 
 import sys
+from importlib.util import find_spec
 
 try:
     import click  # noqa: F401  (checked here, before any command module needs it)
-except ImportError:  # pragma: no cover - the cli extra is missing
-    sys.exit("the chutes-jobs command needs its extra: pip install 'chutes-jobs[cli]'")
+
+    if find_spec("rich") is None:  # imported only when a terminal shows progress
+        raise ImportError("rich")
+except ImportError:  # the cli extra is missing: a usage error (2), not "job failed" (1)
+    sys.stderr.write(
+        "error: the chutes-jobs command needs the cli extra (click, rich): "
+        "pip install 'chutes-jobs[cli]'\n"
+    )
+    sys.exit(2)
 
 # Importing the command modules registers their commands on the group.
 from . import bulk, jobs, local  # noqa: F401

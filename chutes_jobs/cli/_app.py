@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .._version import __version__
 from ._exit import EXIT_INTERRUPTED, EXIT_OK
 
 EPILOG = """\b
@@ -33,7 +34,7 @@ def setup_logging(verbose: int) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
-@click.version_option(package_name="chutes-jobs")
+@click.version_option(version=__version__, prog_name="chutes-jobs")
 @click.option("-v", "--verbose", count=True, help="More logs on stderr (-vv: debug).")
 def cli(verbose: int) -> None:
     """chutes-jobs: run and manage Chutes jobs, or a local emulator of the Jobs API."""

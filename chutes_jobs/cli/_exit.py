@@ -15,6 +15,7 @@ from ..errors import (
     DownloadOutputsError,
     JobFailedError,
     JobTimeoutError,
+    NotFoundError,
 )
 from ..models import OUTCOME_KEY, Job, JobOutcome
 
@@ -72,6 +73,14 @@ def describe_job_failure(job: Job) -> str:
     status = f" (status {job.outcome_status!r})" if job.outcome_status else ""
     detail = last_line(job.outcome_detail or "")
     return one_line(f"job {job.job_id} failed{status}" + (f": {detail}" if detail else ""))
+
+
+def describe_create_not_found(chute: str, method: str, exc: NotFoundError) -> str:
+    """What a 404 to a create means: the server names only the chute whatever the cause."""
+    return (
+        f"chute {chute!r} not found, or it has no job method {method!r} "
+        f"(or it is private and not shared with you): HTTP {exc.status}"
+    )
 
 
 def describe_download_failure(group: DownloadOutputsError) -> str:

@@ -10,11 +10,15 @@ from typing import Any, TypeVar
 
 import click
 
+from ..errors import ConfigurationError
 from ..job import DISK_GB_MAX, DISK_GB_MIN
 from ..retry import RetryPolicy
 from ..session import DEFAULT_BASE_URL, ChutesSession
 
 T = TypeVar("T")
+
+#: What the server uses when no disk size is given (docs/PROTOCOL.md).
+DEFAULT_DISK_GB = 10
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout."
@@ -54,17 +58,40 @@ def session_settings(base_url: str, api_key: str | None, retries: int) -> dict[s
 
 
 def with_session(
-    fn: Callable[..., Coroutine[Any, Any, T]],
-) -> Callable[..., Coroutine[Any, Any, T]]:
-    """Open a :class:`ChutesSession` from the connection options; pass it as ``session``."""
+    *, creates_only: bool = False
+) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]]:
+    """Open a :class:`ChutesSession` from the connection options; pass it as ``session``.
 
-    @functools.wraps(fn)
-    async def wrapper(*, base_url: str, api_key: str | None, retries: int, **kwargs: Any) -> T:
-        settings = session_settings(base_url, api_key, retries)
-        async with ChutesSession.from_env(**settings) as session:
-            return await fn(session=session, **kwargs)
+    Without the credentials the command needs, a :class:`ConfigurationError` (exit 2) names
+    the command line's ways to give them, before anything is sent. ``creates_only``: the
+    command only creates jobs, which a hotkey (``$CHUTES_HOTKEY_SEED``) can sign.
+    """
 
-    return wrapper
+    def decorate(
+        fn: Callable[..., Coroutine[Any, Any, T]],
+    ) -> Callable[..., Coroutine[Any, Any, T]]:
+        @functools.wraps(fn)
+        async def wrapper(*, base_url: str, api_key: str | None, retries: int, **kwargs: Any) -> T:
+            settings = session_settings(base_url, api_key, retries)
+            async with ChutesSession.from_env(**settings) as session:
+                check_credentials(session.auth_kind, creates_only=creates_only)
+                return await fn(session=session, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def check_credentials(auth_kind: str, *, creates_only: bool) -> None:
+    """Refuse a command whose calls the session cannot authenticate (CLI wording)."""
+    if "api_key" in auth_kind or (creates_only and auth_kind == "hotkey"):
+        return
+    if auth_kind == "hotkey":
+        raise ConfigurationError(
+            "this command needs an API key (a hotkey from CHUTES_HOTKEY_SEED only signs job "
+            "creation): pass --api-key KEY or set CHUTES_API_KEY"
+        )
+    raise ConfigurationError("no credentials: pass --api-key KEY or set CHUTES_API_KEY")
 
 
 def add_options(options: list[Callable[..., Any]]) -> Callable[..., Any]:
@@ -79,14 +106,25 @@ def add_options(options: list[Callable[..., Any]]) -> Callable[..., Any]:
 
 
 def disk_gb_option() -> Callable[..., Any]:
-    """``--disk-gb N``, checked before anything is sent (exit 2 when out of range)."""
+    """``--disk-gb N``, a whole number the server accepts (exit 2 before anything is sent)."""
     return click.option(
         "--disk-gb",
-        type=click.FloatRange(DISK_GB_MIN, DISK_GB_MAX, min_open=True, max_open=True),
+        type=int,
         default=None,
+        callback=_check_disk_gb,
         metavar="N",
-        help=f"Disk size in GB, {DISK_GB_MIN} < N < {DISK_GB_MAX}.",
+        help=f"Disk size in GB: {DISK_GB_MIN + 1} to {DISK_GB_MAX - 1} "
+        f"(without it the server gives {DEFAULT_DISK_GB}).",
     )
+
+
+def _check_disk_gb(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and not DISK_GB_MIN < value < DISK_GB_MAX:
+        raise click.BadParameter(
+            f"{value}: the server accepts {DISK_GB_MIN + 1} to {DISK_GB_MAX - 1} GB "
+            f"(leave --disk-gb out for its default, {DEFAULT_DISK_GB})"
+        )
+    return value
 
 
 def read_text(source: str, option: str) -> str:

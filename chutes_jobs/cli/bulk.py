@@ -6,13 +6,12 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._progress import BulkDisplay
-from ..bulk import BulkOutcome, BulkResult
-from ..errors import DownloadOutputsError, JobFailedError
+from ..errors import DownloadOutputsError, JobFailedError, NotFoundError
 from ..models import JobOutcome
 from ..session import ChutesSession
 from ._app import command
@@ -20,12 +19,14 @@ from ._exit import (
     EXIT_API_ERROR,
     EXIT_JOB_FAILED,
     EXIT_OK,
+    describe_create_not_found,
     describe_download_failure,
     describe_job_failure,
     one_line,
     run_async,
 )
 from ._options import (
+    check_credentials,
     connection_options,
     disk_gb_option,
     json_option,
@@ -35,63 +36,94 @@ from ._options import (
 )
 from ._output import emit_line, paths_json
 
+if TYPE_CHECKING:
+    from ..bulk import BulkResult
 
-def read_inputs(source: str) -> list[dict[str, Any]]:
-    """The job arguments of a JSON Lines file (one object per line; blank lines skipped).
+# chutes_jobs.bulk (the ledger: sqlite3, threads) is imported only when `bulk` runs, so the
+# other commands start faster: `from .. import BulkOutcome` below.
 
-    Read whole before anything is submitted, so a typo on line 5000 submits nothing.
+
+class Inputs:
+    """The job arguments of a JSON Lines file, and the line each came from.
+
+    Read whole before anything is submitted, so a typo on line 5000 submits nothing. Results
+    and errors name inputs by their line in the file, counted from 1 as editors do (blank lines
+    are skipped but counted).
     """
-    inputs: list[dict[str, Any]] = []
-    for number, line in enumerate(read_text(source, "--inputs").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(
-                f"line {number}: not JSON: {exc}", param_hint="--inputs"
-            ) from None
-        if not isinstance(value, dict):
-            raise click.BadParameter(
-                f"line {number}: expected a JSON object of job arguments", param_hint="--inputs"
-            )
-        inputs.append(value)
-    return inputs
+
+    def __init__(self, text: str) -> None:
+        self.args: list[dict[str, Any]] = []
+        self.lines: list[int] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                self.args.append(parse_input_line(number, line))
+                self.lines.append(number)
+
+    def line_of(self, result: BulkResult) -> int:
+        """The line of the input ``result`` is about."""
+        return self.lines[result.index]
 
 
-def bulk_result_json(result: BulkResult) -> dict[str, Any]:
-    """One bulk result as a JSON object."""
-    job = result.job
-    return {
-        "index": result.index,
-        "key": result.key,
-        "outcome": result.outcome.value,
-        "job_id": result.job_id,
-        "status": job.status if job is not None else None,
-        "job_outcome": job.outcome.value if job is not None and job.outcome else None,
-        "resumed": result.resumed,
-        "paths": paths_json(dict(result.paths)) if result.paths is not None else None,
-        "error": bulk_error_text(result.error) if result.error is not None else None,
-    }
+def parse_input_line(number: int, line: str) -> dict[str, Any]:
+    """One line's JSON object; a usage error naming the line otherwise."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"line {number}: not JSON: {exc}", param_hint="--inputs") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(
+            f"line {number}: expected a JSON object of job arguments", param_hint="--inputs"
+        )
+    return value
 
 
-def bulk_error_text(error: BaseException) -> str:
-    """One line about a bulk item's error."""
-    if isinstance(error, JobFailedError):
-        return describe_job_failure(error.job)
-    if isinstance(error, DownloadOutputsError):
-        return one_line(describe_download_failure(error))
-    return one_line(str(error) or type(error).__name__)
+class ResultPrinter:
+    """Each bulk result as a line for a person, or a JSON object (``--json``)."""
 
+    def __init__(self, inputs: Inputs, chute: str, method: str, as_json: bool) -> None:
+        self.inputs = inputs
+        self.chute = chute
+        self.method = method
+        self.as_json = as_json
 
-def bulk_result_text(result: BulkResult) -> str:
-    """One line about a bulk result for a person."""
-    job = f" job {result.job_id}" if result.job_id is not None else ""
-    resumed = " (resumed)" if result.resumed else ""
-    error = f": {bulk_error_text(result.error)}" if result.error is not None else ""
-    unknown = result.job is not None and result.job.outcome is JobOutcome.UNKNOWN
-    notice = " (outcome unknown: nothing says how it ended)" if unknown else ""
-    return f"input {result.index}: {result.outcome.value}{job}{resumed}{notice}{error}"
+    def print(self, result: BulkResult) -> None:
+        emit_line(self.json(result), self.as_json, self.text(result))
+
+    def json(self, result: BulkResult) -> dict[str, Any]:
+        """One bulk result as a JSON object."""
+        job = result.job
+        return {
+            "line": self.inputs.line_of(result),
+            "key": result.key,
+            "outcome": result.outcome.value,
+            "job_id": result.job_id,
+            "status": job.status if job is not None else None,
+            "job_outcome": job.outcome.value if job is not None and job.outcome else None,
+            "resumed": result.resumed,
+            "paths": paths_json(dict(result.paths)) if result.paths is not None else None,
+            "error": self.error_text(result) if result.error is not None else None,
+        }
+
+    def text(self, result: BulkResult) -> str:
+        """One line about a bulk result for a person."""
+        job = f" job {result.job_id}" if result.job_id is not None else ""
+        resumed = " (resumed)" if result.resumed else ""
+        error = f": {self.error_text(result)}" if result.error is not None else ""
+        unknown = result.job is not None and result.job.outcome is JobOutcome.UNKNOWN
+        notice = " (outcome unknown: nothing says how it ended)" if unknown else ""
+        line = self.inputs.line_of(result)
+        return f"line {line}: {result.outcome.value}{job}{resumed}{notice}{error}"
+
+    def error_text(self, result: BulkResult) -> str:
+        """One line about a bulk item's error."""
+        error = result.error
+        if isinstance(error, JobFailedError):
+            return describe_job_failure(error.job)
+        if isinstance(error, DownloadOutputsError):
+            return one_line(describe_download_failure(error))
+        if isinstance(error, NotFoundError) and result.job_id is None:
+            return describe_create_not_found(self.chute, self.method, error)
+        return one_line(str(error) or type(error).__name__)
 
 
 class BulkTally:
@@ -102,58 +134,73 @@ class BulkTally:
         self.errors = 0
         self.failed = 0
         self.resumed = 0
+        self.jobs = 0
 
     def add(self, result: BulkResult) -> None:
         """Count one result."""
         self.outcomes[result.outcome.value] += 1
         self.errors += not result.ok
+        from .. import BulkOutcome
+
         self.failed += result.outcome is BulkOutcome.FAILED
         self.resumed += result.resumed
+        self.jobs += result.job_id is not None
 
     @property
     def exit_code(self) -> int:
         """3 if an input was not submitted, is unknown, or had an error other than its job
         failing (a wait or a download); else 1 if a job failed; else 0."""
+        from .. import BulkOutcome
+
         unsent = self.outcomes[BulkOutcome.NOT_SUBMITTED.value]
         if unsent or self.outcomes[BulkOutcome.UNKNOWN.value] or self.errors > self.failed:
             return EXIT_API_ERROR
         return EXIT_JOB_FAILED if self.failed else EXIT_OK
 
     def summary(self) -> dict[str, Any]:
-        """The summary object (``--json``'s last line)."""
-        total = sum(self.outcomes.values())
+        """The summary object (``--json``'s last line).
+
+        ``jobs``: inputs that have a job, ``created`` of them in this run, ``resumed`` from the
+        ledger; ``outcomes``: how many inputs ended in each :class:`BulkOutcome`.
+        """
+        from .. import BulkOutcome
+
         counts = {outcome.value: self.outcomes[outcome.value] for outcome in BulkOutcome}
-        return {
-            "summary": {"total": total, **counts, "errors": self.errors, "resumed": self.resumed},
-            "exit_code": self.exit_code,
+        summary = {
+            "inputs": sum(self.outcomes.values()),
+            "jobs": self.jobs,
+            "created": self.jobs - self.resumed,
+            "resumed": self.resumed,
+            "outcomes": counts,
+            "errors": self.errors,
         }
+        return {"summary": summary, "exit_code": self.exit_code}
 
     def text(self) -> str:
         """The summary line for a person."""
         counts = ", ".join(f"{n} {name}" for name, n in sorted(self.outcomes.items()) if n)
         total = sum(self.outcomes.values())
-        return f"{total} inputs: {counts or 'nothing to do'}; {self.errors} with errors"
+        jobs = f"{self.jobs} jobs ({self.jobs - self.resumed} created, {self.resumed} resumed)"
+        return f"{total} inputs: {counts or 'nothing to do'}; {jobs}; {self.errors} with errors"
 
 
 async def run_bulk(
-    conn: dict[str, Any],
-    settings: dict[str, Any],
-    inputs: list[dict[str, Any]],
-    as_json: bool,
+    conn: dict[str, Any], settings: dict[str, Any], printer: ResultPrinter
 ) -> BulkTally:
     """Run ``submit_many``, printing each result as it comes and counting them."""
     tally = BulkTally()
     with BulkDisplay() as display:
         async with ChutesSession.from_env(**session_settings(**conn)) as session:
+            check_credentials(session.auth_kind, creates_only=not settings["wait"])
             async for result in session.submit_many(
-                inputs=inputs,
+                inputs=printer.inputs.args,
                 progress=display.transfer,
                 on_job=lambda job: display.job_seen(job.job_id, job.state),
                 **settings,
             ):
                 tally.add(result)
                 display.result_done(result.job_id, ok=result.ok)
-                emit_line(bulk_result_json(result), as_json, bulk_result_text(result))
+                printer.print(result)
     return tally
 
 
@@ -206,7 +253,7 @@ def bulk(
     wait: bool,
     timeout: float | None,
     resubmit_unknown: bool,
-    disk_gb: float | None,
+    disk_gb: int | None,
     as_json: bool,
     **conn: Any,
 ) -> None:
@@ -215,13 +262,14 @@ def bulk(
     With --out, outputs go to DIR/<job_id>/. With --ledger, every step is recorded, so a
     re-run (after a crash or Ctrl-C) skips finished inputs and never re-creates a job.
     Prints a line per result and a summary (--json: a JSON object per result, then
-    {"summary": ...}). On a terminal, live counters show on stderr. Exit 1 if a job failed,
-    3 if an input was not submitted, its create's outcome is unknown, or a wait/download
-    failed.
+    {"summary": ...}). Results and errors name inputs by their line in --inputs, counted
+    from 1 (blank lines are skipped but counted). On a terminal, live counters show on
+    stderr. Exit 1 if a job failed, 3 if an input was not submitted, its create's outcome is
+    unknown, or a wait/download failed.
     """
     if out is not None and not wait:
         raise click.UsageError("--out downloads outputs, which needs --wait")
-    inputs = read_inputs(inputs_source)
+    printer = ResultPrinter(Inputs(read_text(inputs_source, "--inputs")), chute, method, as_json)
     settings: dict[str, Any] = {
         "chute_id": chute,
         "method": method,
@@ -234,7 +282,7 @@ def bulk(
         "resubmit_unknown": resubmit_unknown,
     }
     tally = run_async(
-        run_bulk(conn, settings, inputs, as_json),
+        run_bulk(conn, settings, printer),
         interrupted="interrupted; the ledger records every step: run the same command again "
         "to resume",
     )

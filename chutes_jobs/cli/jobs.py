@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .._progress import ProgressDisplay
-from ..errors import ChutesError
+from ..errors import ChutesError, NotFoundError
 from ..job import JobHandle
 from ..models import Job
 from ..session import ChutesSession
 from ._app import command
-from ._exit import run_async, settle_job_outcome
+from ._args import ARG_HELP, ARG_METAVAR, job_arg_pairs, job_args
+from ._exit import describe_create_not_found, run_async, settle_job_outcome
 from ._options import (
     add_options,
     connection_options,
     disk_gb_option,
     json_option,
     out_dir_type,
-    read_text,
     with_session,
 )
 from ._output import emit, job_json, job_summary, paths_json, say
@@ -30,11 +29,7 @@ submit_options = [
     click.argument("chute"),
     click.argument("method"),
     click.option(
-        "--arg",
-        "pairs",
-        multiple=True,
-        metavar="NAME=VALUE",
-        help="A job argument (VALUE read as JSON when it parses, else as text). Repeatable.",
+        "--arg", "pairs", multiple=True, callback=job_arg_pairs, metavar=ARG_METAVAR, help=ARG_HELP
     ),
     click.option(
         "--args-json",
@@ -61,37 +56,22 @@ overwrite_option = click.option(
 )
 
 
-def parse_args(pairs: tuple[str, ...], args_json: str | None) -> dict[str, Any]:
-    """Job arguments from ``--args-json FILE|-`` and ``--arg k=v`` (``--arg`` wins)."""
-    args: dict[str, Any] = {}
-    if args_json is not None:
-        args.update(read_args_json(args_json))
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--arg")
-        try:
-            args[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            args[name] = raw
-    return args
-
-
-def read_args_json(source: str) -> dict[str, Any]:
-    """The JSON object of job arguments in ``source`` (a path, or ``-`` for stdin)."""
+async def create_job(
+    session: ChutesSession, chute: str, method: str, args: dict[str, Any], disk_gb: int | None
+) -> JobHandle:
+    """Create a job; a 404 names both things it can mean (the server only names the chute)."""
     try:
-        loaded = json.loads(read_text(source, "--args-json"))
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--args-json") from None
-    if not isinstance(loaded, dict):
-        raise click.BadParameter("must hold a JSON object", param_hint="--args-json")
-    return loaded
+        return await session.create_job(chute, method, args, disk_gb=disk_gb)
+    except NotFoundError as exc:
+        raise ChutesError(describe_create_not_found(chute, method, exc)) from None
 
 
 async def watch_until_finished(handle: JobHandle, timeout: float | None) -> Job:
-    """Poll until the job is finished, telling each change of state on stderr."""
+    """Poll until the job is finished, telling each change of state on stderr until then (the
+    final state is the command's own output)."""
     async for snapshot in handle.watch(timeout=timeout):
-        say(job_summary(snapshot))
+        if not snapshot.is_finished:
+            say(job_summary(snapshot))
     assert handle.job is not None
     return handle.job
 
@@ -115,18 +95,23 @@ async def download_outputs(handle: JobHandle, out: Path, overwrite: bool) -> dic
 def submit(
     chute: str,
     method: str,
-    pairs: tuple[str, ...],
+    pairs: tuple[tuple[str, Any], ...],
     args_json: str | None,
-    disk_gb: float | None,
+    disk_gb: int | None,
     as_json: bool,
     **conn: Any,
 ) -> None:
-    """Create a job of CHUTE's METHOD and print its id (--json: the job)."""
-    args = parse_args(pairs, args_json)
+    """Create a job of CHUTE's METHOD and print its id (--json: the job).
 
-    @with_session
+    \b
+    Example: chutes-jobs submit demo files --arg count:=2 --arg note=hello
+    (count is the number 2, note the text "hello").
+    """
+    args = job_args(pairs, args_json, disk_gb)
+
+    @with_session(creates_only=True)
     async def go(session: ChutesSession) -> Job:
-        handle = await session.create_job(chute, method, args, disk_gb=disk_gb)
+        handle = await create_job(session, chute, method, args, disk_gb)
         assert handle.job is not None
         return handle.job
 
@@ -141,7 +126,7 @@ def submit(
 def status(job_id: str, as_json: bool, **conn: Any) -> None:
     """Show a job's current state (--json: the job); exit 1 if it finished and failed."""
 
-    @with_session
+    @with_session()
     async def go(session: ChutesSession) -> Job:
         return await session.job(job_id).refresh()
 
@@ -158,7 +143,7 @@ def status(job_id: str, as_json: bool, **conn: Any) -> None:
 def wait(job_id: str, timeout: float | None, as_json: bool, **conn: Any) -> None:
     """Wait until a job is finished; exit 1 if it failed (--json: the final job)."""
 
-    @with_session
+    @with_session()
     async def go(session: ChutesSession) -> Job:
         return await watch_until_finished(session.job(job_id), timeout)
 
@@ -181,7 +166,7 @@ def download(job_id: str, out: Path, overwrite: bool, as_json: bool, **conn: Any
     after downloading if the job failed.
     """
 
-    @with_session
+    @with_session()
     async def go(session: ChutesSession) -> tuple[Job, dict[str, Path]]:
         handle = session.job(job_id)
         paths = await download_outputs(handle, out, overwrite)
@@ -201,14 +186,29 @@ def download(job_id: str, out: Path, overwrite: bool, as_json: bool, **conn: Any
 @connection_options
 @json_option
 def delete(job_id: str, as_json: bool, **conn: Any) -> None:
-    """Delete a job, its files and its worker (an already gone job counts as deleted)."""
+    """Delete a job, its files and its worker.
 
-    @with_session
-    async def go(session: ChutesSession) -> None:
-        await session.job(job_id).delete()
+    A job the server does not know is reported as not found (exit 0: it is gone either way).
+    --json: {"job_id", "outcome": "deleted" | "not_found"}.
+    """
 
-    run_async(go(**conn))
-    emit({"job_id": job_id, "deleted": True}, as_json, f"deleted job {job_id}")
+    @with_session()
+    async def go(session: ChutesSession) -> str:
+        handle = session.job(job_id)
+        try:  # asked first: a DELETE answers 404 both for "never existed" and for a re-send
+            await handle.refresh()
+        except NotFoundError:
+            return "not_found"
+        await handle.delete()
+        return "deleted"
+
+    outcome = run_async(go(**conn))
+    text = (
+        f"deleted job {job_id}"
+        if outcome == "deleted"
+        else f"job {job_id} not found (already deleted, or not yours)"
+    )
+    emit({"job_id": job_id, "outcome": outcome}, as_json, text)
 
 
 @command()
@@ -223,9 +223,9 @@ def delete(job_id: str, as_json: bool, **conn: Any) -> None:
 def run(
     chute: str,
     method: str,
-    pairs: tuple[str, ...],
+    pairs: tuple[tuple[str, Any], ...],
     args_json: str | None,
-    disk_gb: float | None,
+    disk_gb: int | None,
     out: Path,
     timeout: float | None,
     overwrite: bool,
@@ -237,11 +237,11 @@ def run(
     Exit 1 (nothing downloaded) if the job failed. Prints each path
     (--json: {"job": {...}, "paths": {filename: path}}).
     """
-    args = parse_args(pairs, args_json)
+    args = job_args(pairs, args_json, disk_gb)
 
-    @with_session
+    @with_session()
     async def go(session: ChutesSession) -> tuple[Job, dict[str, Path]]:
-        handle = await session.create_job(chute, method, args, disk_gb=disk_gb)
+        handle = await create_job(session, chute, method, args, disk_gb)
         say(f"created job {handle.id}")
         job = await watch_until_finished(handle, timeout)
         if job.failed:

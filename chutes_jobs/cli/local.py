@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import demo as demo_module
 from ._app import command
 from ._exit import EXIT_JOB_FAILED, run_async
 from ._options import json_option, out_dir_type
 from ._output import emit, emit_line, say
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
 
 
 @command()
@@ -39,7 +39,9 @@ def demo(out: Path, size_mib: int, as_json: bool) -> None:
     Creates a job producing three files (one of --size-mib MiB), watches it, downloads the
     files into --out, verifies their sha256, and deletes the job.
     """
-    report = run_async(demo_module.run_demo(out, size_mib=size_mib, say=say))
+    from ..demo import run_demo  # imports the emulator: only for this command
+
+    report = run_async(run_demo(out, size_mib=size_mib, say=say))
     verified = report["verified"]
     count = len(report["files"])
     text = (
@@ -54,12 +56,9 @@ def demo(out: Path, size_mib: int, as_json: bool) -> None:
 
 async def serve_emulator(options: dict[str, Any], as_json: bool) -> None:
     """Serve an emulator until cancelled (Ctrl-C) or SIGTERM, after printing how to use it."""
-    from ..emulator import Emulator
+    from ..emulator.__main__ import serve
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with Emulator(**options) as emulator:
+    def ready(emulator: Emulator) -> None:
         info = {
             "base_url": emulator.base_url,
             "api_key": emulator.api_key,
@@ -67,7 +66,8 @@ async def serve_emulator(options: dict[str, Any], as_json: bool) -> None:
         }
         emit_line(info, as_json, emulator_banner(info))
         sys.stdout.flush()
-        await stop.wait()
+
+    await serve(**options, on_ready=ready)
 
 
 def emulator_banner(info: dict[str, Any]) -> str:

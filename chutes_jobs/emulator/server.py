@@ -73,7 +73,19 @@ class Server:
         return app
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Route one request, as FastAPI/Starlette would, with its planned fault if any."""
+        """Route one request, as FastAPI/Starlette would, with its planned fault if any.
+
+        A client hanging up mid-request (a dropped download or upload) is normal: one DEBUG
+        line, no traceback.
+        """
+        try:
+            return await self._dispatch(request)
+        except ConnectionError as exc:
+            log.debug("client hung up during %s %s: %r", request.method, request.path, exc)
+            close_connection(request)
+            return web.Response()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         found = _match(request.method, request.path)
         if not isinstance(found, tuple):
             return _unrouted(request, found)
@@ -143,7 +155,7 @@ async def _run(handler: Handler, request: web.Request, params: Any) -> web.Strea
     except HTTPError as exc:
         return exc.response()
     except (ConnectionError, asyncio.CancelledError):
-        raise
+        raise  # a client hanging up (see dispatch), or the server stopping
     except Exception:
         log.exception("emulator route %s %s crashed", request.method, request.path)
         return bare_500()

@@ -1,0 +1,85 @@
+"""README's command-line session runs as written, in order, in one shell (so it cannot rot).
+
+Two lines are adapted, and only so that the test can run beside other tests: the emulator
+listens on a free port instead of 8000, and the ``export`` line takes the URL and key the
+emulator printed (the README says "as it printed") instead of the ``cpk_...`` placeholder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_support import HANG_GUARD, base_env
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+INTRO = "These run in order, as written, in one shell"
+
+
+def readme_session() -> list[str]:
+    """The commands of the console block after INTRO, without their ``$ ``."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"```console\n(.*?)```", text[text.index(INTRO) :], re.S)
+    assert block is not None
+    return [line[2:] for line in block.group(1).splitlines() if line.startswith("$ ")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def adapted(commands: list[str], port: int) -> str:
+    """The session as a bash script, with the two adaptations above."""
+    lines = ["set -euo pipefail"]
+    for command in commands:
+        if command.startswith("chutes-jobs emulator --port 8000 &"):
+            lines.append(f"chutes-jobs emulator --port {port} > emulator.txt &")
+            lines.append("until grep -q '^export' emulator.txt; do sleep 0.05; done")
+        elif command.startswith("export CHUTES_BASE_URL="):
+            lines.append("eval \"$(grep '^export' emulator.txt)\"")
+        else:
+            lines.append(command)
+    lines.append("wait")  # the emulator's exit status: 0 after SIGTERM
+    return "\n".join(lines) + "\n"
+
+
+def test_readme_session_runs_as_written(tmp_path: Path) -> None:
+    commands = readme_session()
+    assert commands[0].startswith("chutes-jobs demo ") and commands[-1].startswith("kill %1")
+    assert any(c.startswith("echo '{") and "> args.json" in c for c in commands)
+    outs = [re.search(r"--out (\S+)", c) for c in commands]
+    folders = [m.group(1) for m in outs if m is not None]
+    assert len(folders) == len(set(folders)) == 3  # download, run and bulk: a folder each
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "chutes-jobs"  # this interpreter's command, first on PATH
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m chutes_jobs "$@"\n')
+    script.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = base_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        ["bash", "-c", adapted(commands, free_port())],
+        cwd=work, env=env, capture_output=True, text=True, timeout=HANG_GUARD * 3,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+    out = result.stdout.splitlines()
+    assert "all 3 files verified (sha256) in chutes-demo-output/" in out
+    assert any(line.startswith("deleted job ") for line in out)
+    assert sorted(p.name for p in (work / "results/one").rglob("*.bin")) == [
+        "file_000.bin",
+        "file_001.bin",
+    ]
+    assert len(list((work / "results/run").rglob("*.bin"))) == 3
+    bulk_jobs = [p for p in (work / "results/bulk").iterdir() if p.is_dir()]
+    assert len(bulk_jobs) == 3 and all((p / "file_000.bin").exists() for p in bulk_jobs)
+    assert "3 inputs: 3 downloaded; 3 jobs (3 created, 0 resumed); 0 with errors" in out
