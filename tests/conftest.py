@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,11 +42,16 @@ class _SentBody:
     output_size = 0
 
 
+#: ``ClientResponse(stream_writer=...)`` is new in aiohttp 3.14 (and required there).
+_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+
+
 class _MockedResponse(aiohttp.ClientResponse):
     """aioresponses 0.7.9 builds responses without aiohttp 3.14's ``stream_writer``."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _SentBody())
+        if _NEEDS_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", _SentBody())
         super().__init__(method, url, **kwargs)
 
 
