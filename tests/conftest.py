@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,6 +15,10 @@ import pytest
 from aioresponses import aioresponses
 
 from chutes_jobs import RetryPolicy
+
+# --import-mode=importlib: helper modules beside this file are found through the path.
+sys.path.insert(0, str(Path(__file__).parent))
+import _postgres
 
 
 class FakeTime:
@@ -77,3 +84,29 @@ def http1_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(Http1Pool, "send", recorded)
     return sent
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server: ``CHUTES_TEST_POSTGRES_URL``, else a throwaway cluster."""
+    url = os.environ.get(_postgres.URL_VARIABLE)
+    if url:
+        yield url
+        return
+    reason = _postgres.cannot_start_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    bindir = _postgres.server_bindir()
+    assert bindir is not None
+    cluster = _postgres.ThrowawayCluster(bindir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database for this test alone (dropped afterwards)."""
+    with _postgres.fresh_database(postgres_server) as url:
+        yield url
