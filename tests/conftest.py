@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from chutes_jobs import RetryPolicy
 # The suite runs with --import-mode=importlib, where test modules cannot import their
 # neighbours: put this folder on the path so they can share helpers such as `cli_support`.
 sys.path.insert(0, str(Path(__file__).parent))
+import _postgres
 
 
 class FakeTime:
@@ -47,11 +50,16 @@ class _SentBody:
     output_size = 0
 
 
+#: ``ClientResponse(stream_writer=...)`` is new in aiohttp 3.14 (and required there).
+_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+
+
 class _MockedResponse(aiohttp.ClientResponse):
     """aioresponses 0.7.9 builds responses without aiohttp 3.14's ``stream_writer``."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _SentBody())
+        if _NEEDS_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", _SentBody())
         super().__init__(method, url, **kwargs)
 
 
@@ -77,3 +85,29 @@ def http1_sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(Http1Pool, "send", recorded)
     return sent
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server: ``CHUTES_TEST_POSTGRES_URL``, else a throwaway cluster."""
+    url = os.environ.get(_postgres.URL_VARIABLE)
+    if url:
+        yield url
+        return
+    reason = _postgres.cannot_start_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    bindir = _postgres.server_bindir()
+    assert bindir is not None
+    cluster = _postgres.ThrowawayCluster(bindir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database for this test alone (dropped afterwards)."""
+    with _postgres.fresh_database(postgres_server) as url:
+        yield url

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -169,7 +170,10 @@ class FaultPlan:
 
 
 #: Where a route finds the fault applied to its request (download applies body faults itself).
-FAULT_KEY = web.RequestKey("fault", Fault)
+if TYPE_CHECKING or hasattr(web, "RequestKey"):
+    FAULT_KEY = web.RequestKey("fault", Fault)
+else:  # aiohttp < 3.14 has no typed request keys: a request's storage takes plain strings
+    FAULT_KEY = "chutes_jobs.emulator.fault"
 
 
 def close_connection(request: web.Request) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 import aiohttp
 from emu_client import Client
@@ -35,7 +35,8 @@ async def test_created_job_has_the_live_shape(client: Client) -> None:
     assert job["host"] is None
     assert job["job_args"] == {"a": 1, "b": 2, "_disk_gb": 10}
     assert NAIVE_ISO.match(job["created_at"])
-    assert abs(datetime.fromisoformat(job["created_at"]) - datetime.utcnow()).total_seconds() < 5
+    created = datetime.fromisoformat(job["created_at"]).replace(tzinfo=UTC)  # naive, in UTC
+    assert abs(created - datetime.now(UTC)).total_seconds() < 5
     assert job["chute"]["name"] == "ext" and set(job["chute"]["image"]) >= {"image_id", "tag"}
     fetched = await client.get(job["job_id"])
     assert fetched.json["job_id"] == job["job_id"]
