@@ -10,8 +10,14 @@ missing ``result`` or a failure without ``detail``:
 * upload: one ``PUT`` per file to the URL finish answered, ``multipart/form-data`` with exactly
   the parts ``file`` and ``path``, streamed from disk with a known ``Content-Length``; a retry
   re-opens the file and sends it whole;
-* complete: ``PUT /jobs/{id}?token=``; ``400 Job already finished`` (after a retry, or after
-  aiohttp's own hidden re-send of the PUT) means an earlier attempt landed: success.
+* complete: ``PUT /jobs/{id}?token=``; ``400 Job already finished`` (after a retry, after
+  aiohttp's own hidden re-send of the PUT, or from a restarted worker whose earlier complete
+  landed) means an earlier attempt landed: success, never an error.
+
+Both calls are retried like reads (:attr:`CallKind.IDEMPOTENT`), an unreadable 2xx included,
+under the session's policy: attempts and deadline bound them, so a server that answers 500
+every time (the live server does, to a job whose stored ``result`` is not an object) ends
+them with :class:`~chutes_jobs.ServerError`; ``run_and_report`` still completes the job then.
 """
 
 from __future__ import annotations
@@ -30,14 +36,9 @@ import aiohttp
 import attrs
 import yarl
 
-from ._http import job_from_answer
+from ._http import as_job
 from ._redact import REDACTED
-from .errors import (
-    BadRequestError,
-    ChutesError,
-    ConfigurationError,
-    ProtocolError,
-)
+from .errors import BadRequestError, ChutesError, ConfigurationError, ProtocolError
 from .models import Job
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
@@ -53,6 +54,8 @@ __all__ = [
     "UploadReport",
     "UploadResult",
     "UploadTargets",
+    "already_finished",
+    "assumed_final",
     "collect_outputs",
     "complete_job",
     "finish_job",
@@ -249,10 +252,15 @@ async def finish_job(
     """
     sources = await asyncio.to_thread(collect_outputs, outputs)
     body = finish_body(status, result, detail, sorted(sources))
-    data = await session.request(
-        "POST", job_path, kind=CallKind.IDEMPOTENT, json=body, auth=False, token=token
+    job: Job = await session.request(
+        "POST",
+        job_path,
+        kind=CallKind.IDEMPOTENT,
+        json=body,
+        auth=False,
+        token=token,
+        decode=as_job("POST", job_path),
     )
-    job = job_from_answer(data, "POST", job_path)
     missing = sorted(set(sources) - set(job.output_storage_urls))
     if missing:
         raise ProtocolError(
@@ -368,8 +376,14 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- complete
 
 
+def already_finished(error: BaseException) -> bool:
+    """Whether ``error`` is the server's ``400 Job already finished`` (to finish or complete)."""
+    return isinstance(error, BadRequestError) and bool(ALREADY_FINISHED.search(str(error.detail)))
+
+
 async def complete_job(
     session: Transport,
+    job_id: str,
     job_path: str,
     token: str,
     *,
@@ -378,58 +392,68 @@ async def complete_job(
 ) -> Job:
     """PUT complete and return the final job.
 
-    ``400 Job already finished`` means an earlier attempt (ours, or aiohttp's hidden re-send)
-    landed: success. The final snapshot is then read back when the session has user
-    credentials; otherwise it is rebuilt from ``last`` (see :func:`assumed_final`).
+    ``400 Job already finished`` means an earlier attempt (ours, aiohttp's hidden re-send, or
+    a run of this worker before a restart) landed: success. The final snapshot is then read
+    back when the session has user credentials; otherwise it is built from what is known
+    (:func:`assumed_final`, marked :attr:`Job.assumed`).
     """
     try:
-        data = await session.request(
-            "PUT", job_path, kind=CallKind.IDEMPOTENT, json=COMPLETE_BODY, auth=False, token=token
+        job: Job = await session.request(
+            "PUT",
+            job_path,
+            kind=CallKind.IDEMPOTENT,
+            json=COMPLETE_BODY,
+            auth=False,
+            token=token,
+            decode=as_job("PUT", job_path),
         )
     except BadRequestError as exc:
-        if not ALREADY_FINISHED.search(str(exc.detail)):
+        if not already_finished(exc):
             raise
-        log.info("job at %s was already completed", job_path)
-        return await _already_completed(session, job_path, last, uploaded)
-    return job_from_answer(data, "PUT", job_path)
+        log.info("job %s was already completed", job_id)
+        return await _already_completed(session, job_id, job_path, last, uploaded)
+    return job
 
 
 async def _already_completed(
-    session: Transport, job_path: str, last: Job | None, uploaded: set[str]
+    session: Transport, job_id: str, job_path: str, last: Job | None, uploaded: set[str]
 ) -> Job:
     if session.has_user_credentials:
         try:
-            data = await session.request("GET", job_path, kind=CallKind.READ)
-            return job_from_answer(data, "GET", job_path)
+            job: Job = await session.request(
+                "GET", job_path, kind=CallKind.READ, decode=as_job("GET", job_path)
+            )
+            return job
         except ChutesError as exc:
             log.info("could not read the completed job back: %s", _one_line(exc))
-    if last is None:
-        raise ConfigurationError(
-            f"the job at {job_path} was already completed and no snapshot of it is known"
-        )
-    return assumed_final(last, uploaded)
+    return assumed_final(job_id, last, uploaded)
 
 
-def assumed_final(last: Job, uploaded: set[str]) -> Job:
+def assumed_final(job_id: str, last: Job | None, uploaded: set[str]) -> Job:
     """The final job as far as this worker knows, when the server's answer was lost.
 
-    A finished snapshot is returned as is. Otherwise: ``last`` marked finished now (local
-    clock), without instance, each output file's ``uploaded`` flag from what this worker
-    uploaded, and ``status``/``error_detail`` unknown (None).
+    A finished snapshot ``last`` is returned as is. Otherwise a Job marked
+    :attr:`Job.assumed`: ``last`` (or, with none, as a restarted worker has, just ``job_id``)
+    marked finished now (local clock), without instance, each output file's ``uploaded`` flag
+    from what this worker uploaded, and ``status``/``error_detail`` unknown (None).
     """
-    if last.is_finished:
+    if last is not None and last.is_finished:
         return last
+    now = datetime.now(UTC)
+    if last is None:
+        return Job(job_id=job_id, finished_at=now, assumed=True)
     files = {
         file_id: attrs.evolve(info, uploaded=info.uploaded or info.filename in uploaded)
         for file_id, info in last.output_files.items()
     }
     return attrs.evolve(
         last,
-        finished_at=datetime.now(UTC).replace(tzinfo=None),
+        finished_at=now,
         instance_id=None,
         instance=None,
         output_files=files,
         output_storage_urls={},
         status=None,
         error_detail=None,
+        assumed=True,
     )
