@@ -19,7 +19,7 @@ from chutes_jobs import (
     RetryPolicy,
     TransportError,
 )
-from chutes_jobs.errors import APIStatusError, error_for_status
+from chutes_jobs.errors import AnswerTooLargeError, APIStatusError, error_for_status
 
 if TYPE_CHECKING:
     from conftest import FakeTime
@@ -56,6 +56,8 @@ DECISIONS = [
     (status(422), False, False, False),
     # a 2xx that is not a JSON object: like a 5xx, but a delete sends again (404 = gone)
     (ProtocolError("html", status=200, body_excerpt="<html>"), True, False, True),
+    # an answer over the size limit would be as large again: no kind sends it twice
+    (AnswerTooLargeError("too large"), False, False, False),
     (ConfigurationError("bad"), False, False, False),
     (ValueError("not ours"), False, False, False),
 ]
