@@ -14,10 +14,9 @@ missing ``result`` or a failure without ``detail``:
   aiohttp's own hidden re-send of the PUT, or from a restarted worker whose earlier complete
   landed) means an earlier attempt landed: success, never an error.
 
-Both calls are retried like reads (:attr:`CallKind.IDEMPOTENT`), an unreadable 2xx included,
-under the session's policy: attempts and deadline bound them, so a server that answers 500
-every time (the live server does, to a job whose stored ``result`` is not an object) ends
-them with :class:`~chutes_jobs.ServerError`; ``run_and_report`` still completes the job then.
+Finish and complete are retried like reads (an unreadable 2xx included), bounded by the
+policy's attempts and deadline: a finish answered 500 every time (the live server's answer for
+a job whose stored ``result`` is not an object) ends in :class:`~chutes_jobs.ServerError`.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import aiohttp
 import attrs
 import yarl
 
-from ._http import as_job
+from ._http import as_job, json_answer, read_answer
 from ._redact import REDACTED
 from .errors import BadRequestError, ChutesError, ConfigurationError, ProtocolError
 from .models import Job
@@ -252,15 +251,7 @@ async def finish_job(
     """
     sources = await asyncio.to_thread(collect_outputs, outputs)
     body = finish_body(status, result, detail, sorted(sources))
-    job: Job = await session.request(
-        "POST",
-        job_path,
-        kind=CallKind.IDEMPOTENT,
-        json=body,
-        auth=False,
-        token=token,
-        decode=as_job("POST", job_path),
-    )
+    job = await _job_call(session, "POST", job_path, token, body)
     missing = sorted(set(sources) - set(job.output_storage_urls))
     if missing:
         raise ProtocolError(
@@ -301,8 +292,10 @@ async def upload_file(
         async with session.send_once(
             "PUT", target, auth=False, token=token, data=body, timeout=session.transfer_timeout
         ) as response:
-            raw = await response.read()
-        return _upload_result(name, size, raw, target)
+            raw = await read_answer(response, "PUT", target)
+            answer = json_answer(raw, response.status, response.content_type, "PUT", target)
+        file_id = answer.get("file_id")
+        return UploadResult(name, file_id if isinstance(file_id, str) else None, size)
 
     result = await policy.run(CallKind.TRANSFER, attempt)
     log.info("uploaded %s (%d bytes)", name, result.size)
@@ -315,25 +308,6 @@ def _upload_body(
     """A fresh body for one attempt (it opens the file when sent) and the size it sends."""
     size = source.stat().st_size  # what FilePayload measures and sends
     return multipart_upload_body(source, name, progress=progress), size
-
-
-def _upload_result(name: str, size: int, raw: bytes, url: yarl.URL) -> UploadResult:
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise ProtocolError(
-            f"upload of {name}: expected a JSON object",
-            status=200,
-            body_excerpt=raw.decode("utf-8", "replace"),
-            method="PUT",
-            url=str(url),
-        )
-    file_id = answer.get("file_id")
-    return UploadResult(
-        filename=name, file_id=file_id if isinstance(file_id, str) else None, size=size
-    )
 
 
 async def upload_all(
@@ -398,20 +372,23 @@ async def complete_job(
     (:func:`assumed_final`, marked :attr:`Job.assumed`).
     """
     try:
-        job: Job = await session.request(
-            "PUT",
-            job_path,
-            kind=CallKind.IDEMPOTENT,
-            json=COMPLETE_BODY,
-            auth=False,
-            token=token,
-            decode=as_job("PUT", job_path),
-        )
+        return await _job_call(session, "PUT", job_path, token, COMPLETE_BODY)
     except BadRequestError as exc:
         if not already_finished(exc):
             raise
         log.info("job %s was already completed", job_id)
         return await _already_completed(session, job_id, job_path, last, uploaded)
+
+
+async def _job_call(
+    session: Transport, method: str, job_path: str, token: str, body: dict[str, Any]
+) -> Job:
+    """A worker call answered by the Job (finish, complete); an answer that is not one fails
+    the attempt, so it is retried like any other failure of an idempotent call."""
+    job: Job = await session.request(
+        method, job_path, kind=CallKind.IDEMPOTENT, json=body, auth=False, token=token,
+        decode=as_job(method, job_path),
+    )  # fmt: skip
     return job
 
 

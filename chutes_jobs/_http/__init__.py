@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from .aiohttp_lane import map_transport_errors
-from .answers import MAX_ANSWER_BYTES, as_job, job_from_answer
+from .aiohttp_lane import map_transport_errors, read_answer
+from .answers import MAX_ANSWER_BYTES, as_job, job_from_answer, json_answer
 from .pipeline import NO_BODY, Transport, bulk_traffic
 
 __all__ = [
@@ -20,5 +20,7 @@ __all__ = [
     "as_job",
     "bulk_traffic",
     "job_from_answer",
+    "json_answer",
     "map_transport_errors",
+    "read_answer",
 ]

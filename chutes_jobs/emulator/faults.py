@@ -111,9 +111,9 @@ class FaultPlan:
         - ``cut_after``: close the connection after K bytes of the response body (download),
           or, for a route with a request body, after reading K bytes of it (nothing stored);
         - ``short_body``: send the full Content-Length, then a body N bytes shorter, and close;
-        - ``clip_to`` (JSON routes): run the route (a create is billed), then answer its status with only the
-          first N bytes of its body and a Content-Length of N: a whole-looking answer whose
-          JSON is cut short (``0``: an empty body), as a broken proxy sends;
+        - ``clip_to`` (JSON routes): run the route (a create is billed), then answer its status
+          with only the first N bytes of its body and a Content-Length of N: a whole-looking
+          answer whose JSON is cut short (``0``: an empty body), as a broken proxy sends;
         - ``drop_after_handling``: run the route (state changes, a create is billed), then
           close the connection without answering;
         - ``hang``: hold the request until :meth:`release` (then it runs normally) or teardown;
