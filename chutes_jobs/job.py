@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from . import downloads, report, worker
-from ._http import job_from_answer
+from ._http import as_job
 from ._job_args import DISK_GB_MAX as DISK_GB_MAX
 from ._job_args import DISK_GB_MIN as DISK_GB_MIN
 from ._job_args import create_body, create_path, segment
@@ -50,10 +50,14 @@ async def create_job(
     """Create (and so pay for) one job; see :meth:`ChutesSession.create_job`."""
     path = create_path(chute_id, method)
     body = create_body(args, disk_gb)
-    data = await session.request(
-        "POST", path, kind=CallKind.CREATE, json=body, retry_policy=retry_policy
+    job: Job = await session.request(
+        "POST",
+        path,
+        kind=CallKind.CREATE,
+        json=body,
+        retry_policy=retry_policy,
+        decode=as_job("POST", path),
     )
-    job = job_from_answer(data, "POST", path)
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
     return JobHandle(session, job.job_id, job=job)
 
@@ -113,15 +117,19 @@ class JobHandle:
     async def refresh(self) -> Job:
         """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it.
 
-        When every attempt answers a bare 500, :class:`JobUnreadableError` says the likely
-        cause (on the live server: the worker finished the job with a non-object result).
+        An answer that is not a Job (empty, cut short, HTML) is retried like a 5xx; a
+        :class:`~chutes_jobs.ProtocolError` is raised only once the retry policy is spent. When
+        every attempt answers a bare 500, :class:`JobUnreadableError` says the likely cause (on
+        the live server: the worker finished the job with a non-object result).
         """
         try:
-            data = await self._session.request("GET", self.path, kind=CallKind.READ)
+            job: Job = await self._session.request(
+                "GET", self.path, kind=CallKind.READ, decode=as_job("GET", self.path)
+            )
         except ServerError as exc:
             raise unreadable_job_error(exc, self._id) from exc
-        self._job = job_from_answer(data, "GET", self.path)
-        return self._job
+        self._job = job
+        return job
 
     async def watch(
         self, *, timeout: float | None = None, poll: PollPolicy | None = None
@@ -383,12 +391,17 @@ class JobHandle:
         """Close the job after its uploads (worker side) and return the final snapshot.
 
         Files listed by finish but not uploaded make the job a ``partial_failure`` on the
-        server. Safe to retry: ``400 Job already finished`` (after a lost answer, or aiohttp's
-        own re-send) counts as success; the final job is then read back if the session has user
-        credentials, else rebuilt from the last snapshot (:func:`worker.assumed_final`).
+        server. Safe to retry, and safe after a restart: ``400 Job already finished`` (after a
+        lost answer, aiohttp's own re-send, or a complete by this worker before it restarted)
+        counts as success and never raises. The final job is then read back if the session
+        has user credentials; else (a worker token cannot read a job) it is built from what
+        this handle knows, marked :attr:`Job.assumed`: the last snapshot it saw marked
+        finished, or with none (a handle fresh from ``job_from_status_url``) a Job holding
+        only its ``job_id`` and a ``finished_at`` of now.
         """
         self._job = await worker.complete_job(
             self._session,
+            self._id,
             self.path,
             self._worker_token(),
             last=self._job,

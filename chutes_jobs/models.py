@@ -163,6 +163,11 @@ class Job:
     output_storage_urls: dict[str, str] = attrs.field(factory=dict, repr=_redacted_urls)
     status: str | None = None
     error_detail: str | None = None
+    #: True when the client built this snapshot itself, not read from an answer: a worker's
+    #: complete whose answer was lost and that could not read the job back (see
+    #: :meth:`JobHandle.complete`). It is finished; fields this process never saw are empty.
+    #: Never read from nor written to JSON.
+    assumed: bool = False
 
     @property
     def state(self) -> JobState:
@@ -330,13 +335,19 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(
         Job,
         make_dict_structure_fn(
-            Job, conv, output_files=override(struct_hook=_structure_output_files)
+            Job,
+            conv,
+            output_files=override(struct_hook=_structure_output_files),
+            assumed=override(omit=True),
         ),
     )
     conv.register_unstructure_hook(
         Job,
         make_dict_unstructure_fn(
-            Job, conv, output_files=override(unstruct_hook=_unstructure_output_files)
+            Job,
+            conv,
+            output_files=override(unstruct_hook=_unstructure_output_files),
+            assumed=override(omit=True),
         ),
     )
     return conv

@@ -36,7 +36,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .models import MAX_RECORDED_DETAIL, Job
-from .worker import check_result
+from .worker import already_finished, check_result
 
 if TYPE_CHECKING:
     from .job import JobHandle
@@ -152,7 +152,10 @@ async def report_outcome(handle: JobHandle, outcome: Outcome, output_dir: Path |
 
     If the outputs cannot be listed (an unsafe name, say), finish is sent without them, the
     reason added to the detail. Upload failures are logged; the server then records the job
-    as a partial failure naming the missing files.
+    as a partial failure naming the missing files. A finish that fails for good (the retry
+    policy spent, say on a server answering 500 every time) is logged and complete still
+    runs. A job already finished (a restarted worker whose earlier run completed it) is done:
+    complete then returns a :attr:`Job.assumed` snapshot unless the session can read it back.
     """
     try:
         targets = await _finish(handle, outcome, output_dir)
@@ -160,7 +163,10 @@ async def report_outcome(handle: JobHandle, outcome: Outcome, output_dir: Path |
         if not report.ok:
             log.error("job %s: some outputs were not uploaded: %s", handle.id, report)
     except Exception as exc:  # report what we can: complete still closes the job
-        log.error("reporting job %s failed: %s: %s", handle.id, type(exc).__name__, exc)
+        if already_finished(exc):
+            log.warning("job %s was already finished: this run's outcome is not sent", handle.id)
+        else:
+            log.error("reporting job %s failed: %s: %s", handle.id, type(exc).__name__, exc)
     return await handle.complete()
 
 

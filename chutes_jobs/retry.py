@@ -12,10 +12,17 @@ A long transfer passes ``progress`` to :meth:`RetryPolicy.run`: every attempt th
 than the ones before renews the budget (attempt count and deadline), so a multi-GB download over
 a link that drops now and then still arrives, and a failure at the same spot still ends.
 
+A 2xx whose body is not a JSON object (empty, cut short, an HTML page:
+:class:`~chutes_jobs.ProtocolError`) is retried like a 5xx for every kind but a create: the
+request may be sent again, and the next answer is likely whole. A create's unreadable 2xx may
+have created the job, so it is never re-sent (``submit_many`` records it ``unknown``).
+
 Waits are exponential with full jitter, ``uniform(0, min(max_backoff, initial * 2**(n-1)))``;
-a server's ``Retry-After`` (on a 429 or 503) replaces that wait, capped by ``retry_after_cap``.
-``deadline`` bounds the whole loop: a retry whose wait would end past it is not made, and the
-last error is raised instead of sleeping in vain.
+a server's ``Retry-After`` (on a 429 or 503) replaces that wait, kept within
+``[initial_backoff, retry_after_cap]`` (:meth:`RetryPolicy.server_delay`): a zero or a date in
+the past cannot make the client spin, and an invalid value counts as absent. ``deadline``
+bounds the whole loop: a retry whose wait would end past it is not made, and the last error is
+raised instead of sleeping in vain.
 
 Note that aiohttp (3.14) itself re-sends an idempotent request (GET, PUT, DELETE) once when a
 kept-alive connection closes before the answer arrives. Such a hidden re-send is not counted in
@@ -34,11 +41,13 @@ import asyncio
 import email.utils
 import enum
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC
-from typing import TypeVar
+from datetime import UTC, datetime
+from typing import Final, TypeVar
 
 import attrs
 
@@ -47,6 +56,7 @@ from .errors import (
     APIStatusError,
     ChutesError,
     ConfigurationError,
+    ProtocolError,
     RateLimitError,
     ServerError,
     TransportError,
@@ -65,13 +75,16 @@ _SERVICE_UNAVAILABLE = 503
 class CallKind(enum.Enum):
     """What a call does, which decides what is safe to retry."""
 
-    #: GET a job: connection errors, timeouts, 408, 429 and 5xx are retried.
+    #: GET a job: connection errors, timeouts, 408, 429, 5xx and an unreadable 2xx are retried.
     READ = "read"
-    #: POST a new job (billed, not idempotent): retried only after a failed connect, 429, 503.
+    #: POST a new job (billed, not idempotent): retried only after a failed connect, 429, 503;
+    #: never after an unreadable 2xx (the job may exist).
     CREATE = "create"
-    #: The worker's finish and complete: retried like :attr:`READ`.
+    #: The worker's finish and complete: retried like :attr:`READ` (a re-sent finish hands out
+    #: fresh upload URLs; a re-sent complete answers ``400 Job already finished``, a success).
     IDEMPOTENT = "idempotent"
-    #: DELETE a job: like :attr:`READ` but a 5xx is not retried (a GET settles the outcome).
+    #: DELETE a job: like :attr:`READ` but a 5xx is not retried (a GET settles the outcome);
+    #: an unreadable 2xx is (a re-sent delete answers 404 once the job is gone).
     DELETE = "delete"
     #: One upload or download attempt: retried like :attr:`READ` (bodies are re-opened).
     TRANSFER = "transfer"
@@ -103,7 +116,8 @@ def _create_may_retry(error: ChutesError) -> bool:
 
 
 def _idempotent_may_retry(error: ChutesError, *, server_errors: bool) -> bool:
-    if isinstance(error, TransportError):  # includes RequestTimeoutError
+    # An unreadable 2xx (ProtocolError) says nothing the next attempt cannot say better.
+    if isinstance(error, TransportError | ProtocolError):  # includes RequestTimeoutError
         return True
     if _is_retryable_rate_limit(error):
         return True
@@ -132,13 +146,14 @@ class RetryPolicy:
 
     #: Total attempts including the first (1 disables retries).
     max_attempts: int = 5
-    #: Upper bound of the first backoff, in seconds; it doubles with every retry.
+    #: Upper bound of the first backoff, in seconds; it doubles with every retry. Also the
+    #: shortest wait a server's ``Retry-After`` can ask for.
     initial_backoff: float = 0.5
     #: Cap of one jittered backoff, in seconds.
     max_backoff: float = 30.0
     #: Seconds budget across all attempts and sleeps; ``None`` for no budget.
     deadline: float | None = 300.0
-    #: A ``Retry-After`` longer than this is shortened to it.
+    #: A ``Retry-After`` longer than this (a far-future date included) is shortened to it.
     retry_after_cap: float = 120.0
     #: Awaited between attempts with the delay in seconds.
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -158,15 +173,29 @@ class RetryPolicy:
             return _create_may_retry(error)
         return _idempotent_may_retry(error, server_errors=kind is not CallKind.DELETE)
 
+    def server_delay(self, retry_after: float | None) -> float | None:
+        """The wait a server's ``Retry-After`` (in seconds) asks of this policy, or ``None``.
+
+        Within ``[initial_backoff, retry_after_cap]``: zero or a past date (``0.0``) still waits
+        :attr:`initial_backoff`, so a broken server cannot turn the client into a tight loop;
+        a far-future one (``inf`` included) waits :attr:`retry_after_cap`. ``None`` when absent
+        or invalid (negative, NaN): the jittered backoff applies then. The retry loop and
+        ``submit_many``'s shared rate gate both wait by this rule.
+        """
+        if retry_after is None or math.isnan(retry_after) or retry_after < 0:
+            return None
+        floor = min(self.initial_backoff, self.retry_after_cap)
+        return min(max(retry_after, floor), self.retry_after_cap)
+
     def backoff(self, attempt: int, error: BaseException | None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based).
 
-        The server's Retry-After wins, capped by :attr:`retry_after_cap`; otherwise a full
+        The server's Retry-After wins, as :meth:`server_delay` bounds it; otherwise a full
         jitter draw from ``[0, min(max_backoff, initial_backoff * 2**(attempt-1))]``.
         """
-        retry_after = _retry_after(error) if error is not None else None
-        if retry_after is not None:
-            return max(0.0, min(retry_after, self.retry_after_cap))
+        delay = self.server_delay(_retry_after(error) if error is not None else None)
+        if delay is not None:
+            return delay
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
@@ -224,23 +253,53 @@ class RetryPolicy:
         return delay
 
 
+#: delay-seconds: digits, and (beyond RFC 9110, as some servers send) a decimal fraction.
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+#: The two-digit year of an obsolete RFC 850 date (``Sunday, 06-Nov-94 08:49:37 GMT``).
+_RFC850_YEAR: Final = re.compile(r"[A-Za-z]+,\s*\d{1,2}-[A-Za-z]{3}-(\d{2})\s")
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date.
 
-    ``None`` when absent or unreadable; never negative. ``now`` (unix time) is for tests.
+    delay-seconds may carry a fraction (``"1.5"``). An HTTP-date may take any of RFC 9110's
+    three forms (IMF-fixdate, obsolete RFC 850, asctime); one in the past gives ``0.0``.
+    ``None`` when absent or invalid (negative, non-numeric, an impossible date): the value is
+    then treated as if it had not been sent. Never negative; ``inf`` for a number too large
+    to represent. ``now`` (unix time) is for tests. :meth:`RetryPolicy.server_delay` decides
+    how long to actually wait.
     """
-    if value is None or not value.strip():
+    if value is None:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    current = time.time() if now is None else now
+    when = _http_date(value, current)
+    return None if when is None else max(0.0, when - current)
+
+
+def _http_date(value: str, now: float) -> float | None:
+    """An HTTP-date as unix time, or ``None``; :func:`email.utils.parsedate_to_datetime` reads
+    all three forms, with two gaps filled here: a date without a zone (asctime) is GMT, and an
+    RFC 850 two-digit year follows RFC 9110's rule, not the POSIX pivot (69 -> 1969)."""
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # an HTTP-date is always GMT
+    if when.tzinfo is None:  # asctime has no zone; "-0000" means unknown: an HTTP-date is GMT
         when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    two_digits = _RFC850_YEAR.match(value)
+    if two_digits is not None:
+        try:
+            when = when.replace(year=_rfc850_year(int(two_digits.group(1)), now))
+        except ValueError:  # 29 February of a year without one
+            return None
+    return when.timestamp()
+
+
+def _rfc850_year(yy: int, now: float) -> int:
+    """RFC 9110 5.6.7: a two-digit year more than 50 years ahead is the latest past one."""
+    this_year = datetime.fromtimestamp(now, UTC).year
+    year = this_year - this_year % 100 + yy
+    return year - 100 if year > this_year + 50 else year

@@ -12,8 +12,13 @@ on a missing ``result`` or a failure without ``detail``:
 * upload: one ``PUT`` per file to the URL finish answered, ``multipart/form-data`` with exactly
   the parts ``file`` and ``path``, streamed from disk with a known ``Content-Length``; a retry
   re-opens the file and sends it whole;
-* complete: ``PUT /jobs/{id}?token=``; ``400 Job already finished`` (after a retry, or after
-  aiohttp's own hidden re-send of the PUT) means an earlier attempt landed: success.
+* complete: ``PUT /jobs/{id}?token=``; ``400 Job already finished`` (after a retry, after
+  aiohttp's own hidden re-send of the PUT, or from a restarted worker whose earlier complete
+  landed) means an earlier attempt landed: success, never an error.
+
+Finish and complete are retried like reads (an unreadable 2xx included), bounded by the
+policy's attempts and deadline: a finish answered 500 every time (the live server's answer for
+a job whose stored ``result`` is not an object) ends in :class:`~chutes_jobs.ServerError`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import aiohttp
 import attrs
 import yarl
 
-from ._http import job_from_answer
+from ._http import as_job, json_answer, read_answer
 from ._redact import REDACTED, register_secret
 from .errors import BadRequestError, ChutesError, ConfigurationError, ProtocolError
 from .models import OUTCOME_KEY, Job, outcome_record
@@ -50,6 +55,8 @@ __all__ = [
     "UploadReport",
     "UploadResult",
     "UploadTargets",
+    "already_finished",
+    "assumed_final",
     "collect_outputs",
     "complete_job",
     "finish_job",
@@ -111,9 +118,6 @@ def split_token(url: str) -> tuple[yarl.URL, str]:
         raise ConfigurationError(f"upload URL {url!r} must be an http(s) URL with one token=")
     register_secret(tokens[0])
     return target.without_query_params("token"), tokens[0]
-
-
-# ----------------------------------------------------------------------------- results
 
 
 def _redacted_keys(urls: Mapping[str, str]) -> str:
@@ -188,9 +192,6 @@ class UploadReport:
         raise ExceptionGroup(f"{len(errors)} upload(s) failed: {sorted(self.failed)}", errors)
 
 
-# ----------------------------------------------------------------------------- finish
-
-
 def finish_body(
     status: str, result: Mapping[str, Any] | None, detail: str | None, names: list[str]
 ) -> dict[str, Any]:
@@ -263,10 +264,7 @@ async def finish_job(
     """
     sources = await asyncio.to_thread(collect_outputs, outputs)
     body = finish_body(status, result, detail, sorted(sources))
-    data = await session.request(
-        "POST", job_path, kind=CallKind.IDEMPOTENT, json=body, auth=False, token=token
-    )
-    job = job_from_answer(data, "POST", job_path)
+    job = await _job_call(session, "POST", job_path, token, body)
     missing = sorted(set(sources) - set(job.output_storage_urls))
     if missing:
         raise ProtocolError(
@@ -279,9 +277,6 @@ async def finish_job(
     urls = {name: job.output_storage_urls[name] for name in sources}
     log.info("finished job %s with status %s, %d output(s)", job.job_id, status, len(urls))
     return UploadTargets(urls=urls, sources=sources, job=job)
-
-
-# ----------------------------------------------------------------------------- upload
 
 
 async def upload_file(
@@ -307,8 +302,10 @@ async def upload_file(
         async with session.send_once(
             "PUT", target, auth=False, token=token, data=body, timeout=session.transfer_timeout
         ) as response:
-            raw = await response.read()
-        return _upload_result(name, size, raw, target)
+            raw = await read_answer(response, "PUT", target)
+            answer = json_answer(raw, response.status, response.content_type, "PUT", target)
+        file_id = answer.get("file_id")
+        return UploadResult(name, file_id if isinstance(file_id, str) else None, size)
 
     result = await policy.run(CallKind.TRANSFER, attempt)
     log.info("uploaded %s (%d bytes)", name, result.size)
@@ -321,25 +318,6 @@ def _upload_body(
     """A fresh body for one attempt (it opens the file when sent) and the size it sends."""
     size = source.stat().st_size  # what FilePayload measures and sends
     return multipart_upload_body(source, name, progress=progress), size
-
-
-def _upload_result(name: str, size: int, raw: bytes, url: yarl.URL) -> UploadResult:
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise ProtocolError(
-            f"upload of {name}: expected a JSON object",
-            status=200,
-            body_excerpt=raw.decode("utf-8", "replace"),
-            method="PUT",
-            url=str(url),
-        )
-    file_id = answer.get("file_id")
-    return UploadResult(
-        filename=name, file_id=file_id if isinstance(file_id, str) else None, size=size
-    )
 
 
 async def upload_all(
@@ -379,11 +357,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-# ----------------------------------------------------------------------------- complete
+def already_finished(error: BaseException) -> bool:
+    """Whether ``error`` is the server's ``400 Job already finished`` (to finish or complete)."""
+    return isinstance(error, BadRequestError) and bool(ALREADY_FINISHED.search(str(error.detail)))
 
 
 async def complete_job(
     session: Transport,
+    job_id: str,
     job_path: str,
     token: str,
     *,
@@ -392,58 +373,71 @@ async def complete_job(
 ) -> Job:
     """PUT complete and return the final job.
 
-    ``400 Job already finished`` means an earlier attempt (ours, or aiohttp's hidden re-send)
-    landed: success. The final snapshot is then read back when the session has user
-    credentials; otherwise it is rebuilt from ``last`` (see :func:`assumed_final`).
+    ``400 Job already finished`` means an earlier attempt (ours, aiohttp's hidden re-send, or
+    a run of this worker before a restart) landed: success. The final snapshot is then read
+    back when the session has user credentials; otherwise it is built from what is known
+    (:func:`assumed_final`, marked :attr:`Job.assumed`).
     """
     try:
-        data = await session.request(
-            "PUT", job_path, kind=CallKind.IDEMPOTENT, json=COMPLETE_BODY, auth=False, token=token
-        )
+        return await _job_call(session, "PUT", job_path, token, COMPLETE_BODY)
     except BadRequestError as exc:
-        if not ALREADY_FINISHED.search(str(exc.detail)):
+        if not already_finished(exc):
             raise
-        log.info("job at %s was already completed", job_path)
-        return await _already_completed(session, job_path, last, uploaded)
-    return job_from_answer(data, "PUT", job_path)
+        log.info("job %s was already completed", job_id)
+        return await _already_completed(session, job_id, job_path, last, uploaded)
+
+
+async def _job_call(
+    session: Transport, method: str, job_path: str, token: str, body: dict[str, Any]
+) -> Job:
+    """A worker call answered by the Job (finish, complete); an answer that is not one fails
+    the attempt, so it is retried like any other failure of an idempotent call."""
+    job: Job = await session.request(
+        method, job_path, kind=CallKind.IDEMPOTENT, json=body, auth=False, token=token,
+        decode=as_job(method, job_path),
+    )  # fmt: skip
+    return job
 
 
 async def _already_completed(
-    session: Transport, job_path: str, last: Job | None, uploaded: set[str]
+    session: Transport, job_id: str, job_path: str, last: Job | None, uploaded: set[str]
 ) -> Job:
     if session.has_user_credentials:
         try:
-            data = await session.request("GET", job_path, kind=CallKind.READ)
-            return job_from_answer(data, "GET", job_path)
+            job: Job = await session.request(
+                "GET", job_path, kind=CallKind.READ, decode=as_job("GET", job_path)
+            )
+            return job
         except ChutesError as exc:
             log.info("could not read the completed job back: %s", _one_line(exc))
-    if last is None:
-        raise ConfigurationError(
-            f"the job at {job_path} was already completed and no snapshot of it is known"
-        )
-    return assumed_final(last, uploaded)
+    return assumed_final(job_id, last, uploaded)
 
 
-def assumed_final(last: Job, uploaded: set[str]) -> Job:
+def assumed_final(job_id: str, last: Job | None, uploaded: set[str]) -> Job:
     """The final job as far as this worker knows, when the server's answer was lost.
 
-    A finished snapshot is returned as is. Otherwise: ``last`` marked finished now (local
-    clock), without instance, each output file's ``uploaded`` flag from what this worker
-    uploaded, and ``status``/``error_detail`` unknown (None).
+    A finished snapshot ``last`` is returned as is. Otherwise a Job marked
+    :attr:`Job.assumed`: ``last`` (or, with none, as a restarted worker has, just ``job_id``)
+    marked finished now (local clock), without instance, each output file's ``uploaded`` flag
+    from what this worker uploaded, and ``status``/``error_detail`` unknown (None).
     """
-    if last.is_finished:
+    if last is not None and last.is_finished:
         return last
+    now = datetime.now(UTC)
+    if last is None:
+        return Job(job_id=job_id, finished_at=now, assumed=True)
     files = {
         file_id: attrs.evolve(info, uploaded=info.uploaded or info.filename in uploaded)
         for file_id, info in last.output_files.items()
     }
     return attrs.evolve(
         last,
-        finished_at=datetime.now(UTC).replace(tzinfo=None),
+        finished_at=now,
         instance_id=None,
         instance=None,
         output_files=files,
         output_storage_urls={},
         status=None,
         error_detail=None,
+        assumed=True,
     )

@@ -172,7 +172,8 @@ async def test_a_429_with_retry_after_pauses_every_submitter_and_loses_nothing(
     concurrency = 16
     async with emulator() as emu:
         arrivals = record_arrivals(emu)
-        emu.faults.add("create", status=429, retry_after=0.3, times=4, after=40)
+        # 0.6 s: above the policy's initial_backoff, the shortest wait a Retry-After gets
+        emu.faults.add("create", status=429, retry_after=0.6, times=4, after=40)
         emu.faults.add("create", status=429, times=3, after=150)  # no Retry-After: backoff
         async with (
             aiohttp.ClientSession(trace_configs=[recorder.trace_config()]) as http,
@@ -191,7 +192,7 @@ async def test_a_429_with_retry_after_pauses_every_submitter_and_loses_nothing(
     assert emu.counts["create"] == 300 + 4 + 3  # every accepted create is one job, no more
     assert len(recorder.pauses) == 7
     first_start, first_end = recorder.pauses[0]
-    assert first_end - first_start == pytest.approx(0.3, abs=0.01)  # Retry-After honoured
+    assert first_end - first_start == pytest.approx(0.6, abs=0.01)  # Retry-After honoured
     for start, end in recorder.pauses:
         # No submitter started a create while the group was paused...
         assert not [t for t in recorder.starts if start <= t < end]

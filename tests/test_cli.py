@@ -31,6 +31,7 @@ from cli_support import (
 
 from chutes_jobs._progress import BulkDisplay, ProgressDisplay
 from chutes_jobs.demo import sha256_file
+from chutes_jobs.emulator import Emulator
 from chutes_jobs.emulator import downloads as emulator_downloads
 from chutes_jobs.models import JobState
 from chutes_jobs.transfer import TransferProgress
@@ -258,6 +259,33 @@ def test_wait_timeout_exits_4(emu: EmulatorThread) -> None:
         assert_one_error_line(result, "did not finish", "keeps running")
     finally:
         assert cli("delete", job_id, emu=emu).returncode == 0
+
+
+def test_wait_retries_polls_answered_200_with_no_json_object(emu: EmulatorThread) -> None:
+    """An empty body, JSON cut short (with a matching length), an HTML page: each is retried
+    like a 5xx, and the wait ends with the finished job."""
+    job_id = as_json(cli("submit", "demo", "echo", "--json", emu=emu))["job_id"]
+
+    async def plan() -> list[Any]:
+        faults = emu.emulator.faults
+        return [
+            faults.add("get", clip_to=0),
+            faults.add("get", clip_to=50),
+            faults.add("get", status=200, html=True),
+        ]
+
+    faults = emu.call(plan())
+    try:
+        waited = cli("wait", job_id, "--json", emu=emu)
+    finally:
+        emu.call(_clear_faults(emu.emulator))
+    assert waited.returncode == 0, waited.stderr
+    assert as_json(waited)["status"] == "complete"
+    assert [f.fired for f in faults] == [1, 1, 1]  # all three met by the one wait
+
+
+async def _clear_faults(emulator: Emulator) -> None:
+    emulator.faults.clear()
 
 
 def test_missing_credentials_exit_2(emu: EmulatorThread) -> None:

@@ -164,14 +164,21 @@ async def test_segments_that_cannot_be_sent_are_refused(
 
 
 async def test_an_answer_that_is_not_a_job_is_a_protocol_error(http_mock: aioresponses) -> None:
+    """A read is retried until the policy is spent; a create is never sent twice."""
     base = "https://api.example.test"
-    http_mock.get(f"{base}/jobs/j1", payload=["not", "a", "job"])
-    http_mock.post(f"{base}/jobs/c/m", payload={"no_job_id": True})
-    async with ChutesSession(base_url=base, api_key="cpk_test") as session:
-        with pytest.raises(ProtocolError, match="not a Job object"):
-            await session.job("j1").refresh()
-        with pytest.raises(ProtocolError, match="not a Job object"):
-            await session.create_job("c", "m")
+    http_mock.get(f"{base}/jobs/j1", payload=["not", "a", "job"], repeat=True)
+    http_mock.get(f"{base}/jobs/j2", payload={"no_job_id": True}, repeat=True)
+    http_mock.post(f"{base}/jobs/c/m", payload={"no_job_id": True}, repeat=True)
+    async with ChutesSession(base_url=base, api_key="cpk_test", retry_policy=FAST_RETRY) as s:
+        with pytest.raises(ProtocolError, match=r"got JSON of another type \(list\)") as info:
+            await s.job("j1").refresh()
+        assert info.value.attempts == FAST_RETRY.max_attempts
+        with pytest.raises(ProtocolError, match="not a Job object") as info:
+            await s.job("j2").refresh()
+        assert info.value.attempts == FAST_RETRY.max_attempts
+        with pytest.raises(ProtocolError, match="not a Job object") as info:
+            await s.create_job("c", "m")
+        assert info.value.attempts == 1
 
 
 # ----------------------------------------------------------------------------- wait

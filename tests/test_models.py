@@ -139,6 +139,15 @@ def test_unknown_fields_are_ignored() -> None:
     assert job_from_json(data) == job_from_json(LIVE_FINISHED)
 
 
+def test_assumed_is_never_read_from_nor_written_to_json() -> None:
+    """Only the client marks a Job it built itself; a server cannot claim the mark."""
+    job = job_from_json({"job_id": "j", "assumed": True})
+    assert job.assumed is False
+    built = Job(job_id="j", finished_at=datetime.now(UTC), assumed=True)
+    assert "assumed" not in job_to_json(built, include_status=True)
+    assert job_from_json(job_to_json(built)).assumed is False
+
+
 def test_naive_timestamps_are_read_as_utc_and_offsets_kept() -> None:
     job = job_from_json(LIVE_FINISHED)
     assert job.created_at == datetime(2025, 6, 1, 12, 0, 0, 4512, tzinfo=UTC)

@@ -195,7 +195,7 @@ async def test_protocol_error_text_holds_no_secret(
     fake_time: FakeTime, http_mock: aioresponses
 ) -> None:
     page = f"<html><body>Sign in again: {TOKEN_URL} ({API_KEY})</body></html>"
-    http_mock.get(TOKEN_URL, status=200, body=page, content_type="text/html")
+    http_mock.get(TOKEN_URL, status=200, body=page, content_type="text/html", repeat=True)
     async with ChutesSession(retry_policy=fake_time.policy()) as session:
         with pytest.raises(ProtocolError) as info:
             await session.request(

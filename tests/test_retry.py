@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,8 +19,7 @@ from chutes_jobs import (
     RetryPolicy,
     TransportError,
 )
-from chutes_jobs.errors import APIStatusError, error_for_status
-from chutes_jobs.retry import parse_retry_after
+from chutes_jobs.errors import AnswerTooLargeError, APIStatusError, error_for_status
 
 if TYPE_CHECKING:
     from conftest import FakeTime
@@ -57,7 +54,10 @@ DECISIONS = [
     (status(401), False, False, False),
     (status(404), False, False, False),
     (status(422), False, False, False),
-    (ProtocolError("html", status=200, body_excerpt="<html>"), False, False, False),
+    # a 2xx that is not a JSON object: like a 5xx, but a delete sends again (404 = gone)
+    (ProtocolError("html", status=200, body_excerpt="<html>"), True, False, True),
+    # an answer over the size limit would be as large again: no kind sends it twice
+    (AnswerTooLargeError("too large"), False, False, False),
     (ConfigurationError("bad"), False, False, False),
     (ValueError("not ours"), False, False, False),
 ]
@@ -237,16 +237,3 @@ async def test_run_does_not_retry_client_errors(fake_time: FakeTime) -> None:
         with pytest.raises((BadRequestError, NotFoundError)):
             await fake_time.policy().run(CallKind.READ, attempt)
         assert calls == 1
-
-
-def test_parse_retry_after_forms() -> None:
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    later = format_datetime(datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC), usegmt=True)
-    assert parse_retry_after("12") == 12.0
-    assert parse_retry_after("0.5") == 0.5
-    assert parse_retry_after(later, now=now.timestamp()) == 30.0
-    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now.timestamp()) == 0.0
-    assert parse_retry_after("-5") == 0.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("") is None

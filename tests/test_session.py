@@ -390,23 +390,35 @@ async def test_html_502_is_a_server_error_with_an_excerpt(
     assert str(info.value).endswith("HTTP 502: 502 Bad Gateway (HTML page)")
 
 
-async def test_html_on_200_is_a_protocol_error(api: ChutesSession, http_mock: aioresponses) -> None:
-    http_mock.get(JOB_URL, status=200, body=HTML_502, content_type="text/html")
-    with pytest.raises(ProtocolError, match="expected JSON, got an HTML page") as info:
+async def test_html_on_200_is_a_protocol_error_once_retries_are_spent(
+    api: ChutesSession, http_mock: aioresponses
+) -> None:
+    http_mock.get(JOB_URL, status=200, body=HTML_502, content_type="text/html", repeat=True)
+    with pytest.raises(ProtocolError, match="expected a JSON object, got an HTML page") as info:
         await read_job(api)
     assert info.value.status == 200
     assert info.value.body_excerpt == HTML_502[:200]
-    assert len(sent(http_mock)) == 1
+    assert len(sent(http_mock)) == info.value.attempts == 5
 
 
-async def test_truncated_json_is_a_protocol_error(
+async def test_truncated_json_is_a_protocol_error_once_retries_are_spent(
     api: ChutesSession, http_mock: aioresponses
 ) -> None:
-    http_mock.get(JOB_URL, status=200, body='{"job_id": "2f0c7e8e-0b43-4c2e-9a55-0d1a4f')
+    cut = '{"job_id": "2f0c7e8e-0b43-4c2e-9a55-0d1a4f'
+    http_mock.get(JOB_URL, status=200, body=cut, repeat=True)
     with pytest.raises(ProtocolError, match=r"invalid or truncated JSON \(HTTP 200\)") as info:
         await read_job(api)
     assert info.value.body_excerpt.startswith('{"job_id"')
-    assert info.value.attempts == 1
+    assert info.value.attempts == 5
+
+
+async def test_an_unreadable_200_to_a_create_is_not_sent_again(
+    api: ChutesSession, http_mock: aioresponses
+) -> None:
+    http_mock.post(CREATE_URL, status=200, body="", repeat=True)
+    with pytest.raises(ProtocolError, match="got an empty body") as info:
+        await create_job(api)
+    assert len(sent(http_mock)) == info.value.attempts == 1
 
 
 async def test_redirect_is_not_followed(api: ChutesSession, http_mock: aioresponses) -> None:

@@ -9,15 +9,18 @@
 
 from __future__ import annotations
 
-from .aiohttp_lane import map_transport_errors
-from .answers import MAX_ANSWER_BYTES, job_from_answer
+from .aiohttp_lane import map_transport_errors, read_answer
+from .answers import MAX_ANSWER_BYTES, as_job, job_from_answer, json_answer
 from .pipeline import NO_BODY, Transport, bulk_traffic
 
 __all__ = [
     "MAX_ANSWER_BYTES",
     "NO_BODY",
     "Transport",
+    "as_job",
     "bulk_traffic",
     "job_from_answer",
+    "json_answer",
     "map_transport_errors",
+    "read_answer",
 ]

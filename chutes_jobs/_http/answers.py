@@ -6,10 +6,11 @@ size is judged the same way whichever lane carried it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import yarl
@@ -23,6 +24,7 @@ __all__ = [
     "ERROR_BODY_LIMIT",
     "MAX_ANSWER_BYTES",
     "answer_error",
+    "as_job",
     "job_from_answer",
     "json_answer",
     "log_answer",
@@ -93,20 +95,40 @@ def _collapse(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def json_answer(raw: bytes, status: int, content_type: str, method: str, url: yarl.URL) -> Any:
-    """The decoded JSON of a 2xx answer's body ``raw``; :class:`ProtocolError` if it is not."""
+def json_answer(
+    raw: bytes, status: int, content_type: str, method: str, url: yarl.URL
+) -> dict[str, Any]:
+    """The JSON object of a 2xx answer's body ``raw``; :class:`ProtocolError` if it is not one.
+
+    Every answer of the API is an object, so an empty body, JSON cut short, an HTML page or
+    JSON of another type all fail here, the same on both lanes; whether the call is then sent
+    again is the retry policy's decision (by call kind: never for a create).
+    """
     try:
-        return json.loads(raw)
-    except ValueError:
-        text = raw.decode("utf-8", "replace")
-        got = "an HTML page" if "html" in content_type else "invalid or truncated JSON"
-        raise ProtocolError(
-            f"{method} {redact_url(url)}: expected JSON, got {got}",
-            status=status,
-            body_excerpt=text,
-            method=method,
-            url=str(url),
-        ) from None
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        data = _NOT_JSON
+    if isinstance(data, dict):
+        return data
+    raise ProtocolError(
+        f"{method} {redact_url(url)}: expected a JSON object, got {_what(raw, content_type, data)}",
+        status=status,
+        body_excerpt=raw.decode("utf-8", "replace"),
+        method=method,
+        url=str(url),
+    )
+
+
+_NOT_JSON: Final = object()
+
+
+def _what(raw: bytes, content_type: str, data: Any) -> str:
+    """What a 2xx body that is not a JSON object is, for the error message."""
+    if not raw.strip():
+        return "an empty body"
+    if data is not _NOT_JSON:
+        return f"JSON of another type ({type(data).__name__})"
+    return "an HTML page" if "html" in content_type else "invalid or truncated JSON"
 
 
 def job_from_answer(data: Any, method: str, path: str) -> Job:
@@ -121,6 +143,11 @@ def job_from_answer(data: Any, method: str, path: str) -> Job:
             method=method,
             url=path,
         ) from exc
+
+
+def as_job(method: str, path: str) -> Callable[[Any], Job]:
+    """The ``decode`` of a call answered by a Job: :func:`job_from_answer` within each attempt."""
+    return functools.partial(job_from_answer, method=method, path=path)
 
 
 def log_attempt(number: int, method: str, url: yarl.URL) -> None:

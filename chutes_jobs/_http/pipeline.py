@@ -22,7 +22,7 @@ import enum
 import functools
 import ipaddress
 import json as jsonlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
@@ -206,15 +206,19 @@ class Transport:
         auth: bool = True,
         token: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        decode: Callable[[dict[str, Any]], Any] | None = None,
     ) -> Any:
         """Send a JSON call with retries (by ``kind``) and return the decoded JSON answer.
 
         ``retry_policy`` replaces the transport's policy for this call only. The lane is
-        chosen by :meth:`_lane`.
+        chosen by :meth:`_lane`. ``decode`` reads the JSON object within each attempt (say,
+        ``job_from_answer``), so an answer it refuses is retried as any unreadable 2xx is;
+        its result is returned.
 
         Raises :class:`~chutes_jobs.ConfigurationError` before sending when the call cannot be
         authenticated, an :class:`~chutes_jobs.APIStatusError` subclass for an error status,
-        :class:`~chutes_jobs.ProtocolError` when a 2xx answer is not JSON,
+        :class:`~chutes_jobs.ProtocolError` when a 2xx answer is not a JSON object (or
+        ``decode`` refuses it) on every attempt the policy allows (at once for a create),
         :class:`~chutes_jobs.errors.AnswerTooLargeError` over 32 MiB (not retried), and
         :class:`~chutes_jobs.TransportError` when the connection fails; ``.attempts`` tells
         how many attempts were made.
@@ -231,8 +235,10 @@ class Transport:
             headers = self._headers(method, auth=auth, body=body)
             headers.update(extra)
             if lane is not None:
-                return await _send_json_http1(lane, method, target, url, headers, body)
-            return await self._send_json_aiohttp(method, target, url, headers, body)
+                data = await _send_json_http1(lane, method, target, url, headers, body)
+            else:
+                data = await self._send_json_aiohttp(method, target, url, headers, body)
+            return data if decode is None else decode(data)
 
         return await (retry_policy or self.retry_policy).run(kind, attempt)
 
@@ -264,7 +270,7 @@ class Transport:
         url: yarl.URL,
         headers: dict[str, str],
         body: bytes | None,
-    ) -> Any:
+    ) -> dict[str, Any]:
         """One attempt of a JSON call over aiohttp: the decoded answer, or our error."""
         async with exchange(self.http, method, target, body, headers, self.timeout) as response:
             raw = await read_answer(response, method, target)
@@ -342,7 +348,7 @@ async def _send_json_http1(
     url: yarl.URL,
     headers: dict[str, str],
     body: bytes | None,
-) -> Any:
+) -> dict[str, Any]:
     """One attempt of a JSON call over the HTTP/1.1 pool: the decoded answer, or our error.
 
     ``target`` is ``url`` with its ``token=``, if any.

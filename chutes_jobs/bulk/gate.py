@@ -37,7 +37,9 @@ class RateGate:
 
     def rate_limited(self, exc: RateLimitError, policy: RetryPolicy) -> None:
         """A create got a 429: stop all creates at the daily quota, else pause the group for
-        its Retry-After (or ``policy``'s backoff)."""
+        ``policy.backoff``: its Retry-After kept within ``[initial_backoff, retry_after_cap]``
+        (:meth:`RetryPolicy.server_delay`, so never 0 s), or the jittered backoff when it has
+        none or an invalid one."""
         if exc.is_quota:
             if self.quota_error is None:
                 log.warning("daily job quota exhausted: no further inputs are submitted")

@@ -39,6 +39,7 @@ class Fault:
     html: bool = False
     cut_after: int | None = None
     short_body: int | None = None
+    clip_to: int | None = None
     drop_after_handling: bool = False
     hang: bool = False
     times: int | None = 1
@@ -95,6 +96,7 @@ class FaultPlan:
         html: bool = False,
         cut_after: int | None = None,
         short_body: int | None = None,
+        clip_to: int | None = None,
         drop_after_handling: bool = False,
         hang: bool = False,
         times: int | None = 1,
@@ -110,6 +112,9 @@ class FaultPlan:
         - ``cut_after``: close the connection after K bytes of the response body (download),
           or, for a route with a request body, after reading K bytes of it (nothing stored);
         - ``short_body``: send the full Content-Length, then a body N bytes shorter, and close;
+        - ``clip_to`` (JSON routes): run the route (a create is billed), then answer its status
+          with only the first N bytes of its body and a Content-Length of N: a whole-looking
+          answer whose JSON is cut short (``0``: an empty body), as a broken proxy sends;
         - ``drop_after_handling``: run the route (state changes, a create is billed), then
           close the connection without answering;
         - ``hang``: hold the request until :meth:`release` (then it runs normally) or teardown;
@@ -119,7 +124,7 @@ class FaultPlan:
         if route not in ROUTE_NAMES:
             raise ValueError(f"unknown route {route!r}; expected one of {ROUTE_NAMES}")
         fault = Fault(
-            route, latency, status, retry_after, html, cut_after, short_body,
+            route, latency, status, retry_after, html, cut_after, short_body, clip_to,
             drop_after_handling, hang, times, after, probability,
         )  # fmt: skip
         self._faults.append(fault)

@@ -121,6 +121,8 @@ class Server:
             return response
         if isinstance(response, web.Response) and (fault.short_body or fault.cut_after):
             return await _send_truncated(request, response, fault)
+        if isinstance(response, web.Response) and fault.clip_to is not None:
+            return _clipped(response, fault.clip_to)
         return response
 
 
@@ -170,6 +172,13 @@ async def _read_then_cut(request: web.Request, limit: int) -> None:
             break
         received += len(chunk)
     close_connection(request)
+
+
+def _clipped(response: web.Response, keep: int) -> web.Response:
+    """The same answer with only its first ``keep`` bytes, announced as its whole length."""
+    body = response.body if isinstance(response.body, bytes) else b""
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=response.status, body=body[:keep], headers=headers)
 
 
 async def _send_truncated(

@@ -86,6 +86,32 @@ async def test_json_short_body(client: Client) -> None:
         await client.get(job_id)
 
 
+@pytest.mark.parametrize("keep", [0, 40])
+async def test_clip_to_answers_a_cut_body_with_a_matching_length(client: Client, keep: int) -> None:
+    job_id = await client.new_job()
+    whole = (await client.get(job_id)).body
+    client.emu.faults.add("get", clip_to=keep)
+    clipped = await client.get(job_id)
+    assert clipped.status == 200
+    assert clipped.headers["Content-Length"] == str(keep)
+    assert clipped.body == whole[:keep]  # a whole-looking answer, not a dropped connection
+    assert clipped.headers["Content-Type"] == "application/json"
+
+
+async def test_clip_to_a_create_bills_it(client: Client) -> None:
+    client.emu.faults.add("create", clip_to=0)
+    answer = await client.create("ext", "run")
+    assert (answer.status, answer.body) == (200, b"")
+    assert len(client.emu.store.jobs) == 1  # created; its id never reached the client
+
+
+async def test_a_200_html_page(client: Client) -> None:
+    job_id = await client.new_job()
+    client.emu.faults.add("get", status=200, html=True)
+    answer = await client.get(job_id)
+    assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
+
+
 async def test_upload_cut_after(client: Client) -> None:
     job_id = await client.new_job()
     answer = await client.finish(
