@@ -20,6 +20,7 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BlockingCallError",
     "ChutesError",
     "ConfigurationError",
     "ConflictError",
@@ -177,6 +178,12 @@ class DeleteFailedError(ServerError):
     """The server answered an error to DELETE and the job still exists.
 
     On the live service the job's stored files and its worker may already be gone.
+    """
+
+
+class BlockingCallError(ChutesError, RuntimeError):
+    """A blocking call of :mod:`chutes_jobs.sync` was made on its session's own event loop
+    thread (from a callback or a job function), where waiting would deadlock; nothing was sent.
     """
 
 
