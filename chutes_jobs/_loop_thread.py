@@ -164,8 +164,7 @@ class LoopThread:
             call.loop.call_soon_threadsafe(call.cancel)
         except RuntimeError:  # the loop is gone: nothing runs there any more
             return
-        done, _ = concurrent.futures.wait([call.future], timeout=_NOTICE_AFTER)
-        if done:
+        if _ended(call.future, _NOTICE_AFTER):
             return
         name = _name(call.coro)
         logger.warning(
@@ -174,8 +173,7 @@ class LoopThread:
             CANCEL_WAIT,
             name,
         )
-        done, _ = concurrent.futures.wait([call.future], timeout=CANCEL_WAIT - _NOTICE_AFTER)
-        if not done:
+        if not _ended(call.future, CANCEL_WAIT - _NOTICE_AFTER):
             logger.error(
                 "%s did not stop within %.0f s: it goes on in the background", name, CANCEL_WAIT
             )
@@ -214,6 +212,17 @@ class LoopThread:
             loop.call_soon_threadsafe(_stop_after, loop, final)
         if wait and thread is not threading.current_thread():
             thread.join(STOP_WAIT)
+
+
+def _ended(future: concurrent.futures.Future[Any], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``future`` to end in any way; True if it did."""
+    try:
+        future.exception(timeout)
+    except concurrent.futures.CancelledError:
+        pass
+    except TimeoutError:
+        return False
+    return True
 
 
 def _name(coro: Coroutine[Any, Any, Any]) -> str:
