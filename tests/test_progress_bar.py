@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,31 @@ def test_in_jupyter_without_ipywidgets_nothing_is_drawn(
     with progress_option(True) as callback:
         assert callback is None
     assert capsys.readouterr().err == ""
+
+
+def test_in_jupyter_with_ipywidgets_a_bar_is_drawn_in_a_widget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shown: list[object] = []
+
+    class Output:  # ipywidgets.Output: rich prints into it
+        def __enter__(self) -> None: ...
+        def __exit__(self, *exc: object) -> None: ...
+        def clear_output(self, wait: bool = False) -> None: ...
+
+    widgets = types.ModuleType("ipywidgets")
+    widgets.Output = Output  # type: ignore[attr-defined]
+    display = types.ModuleType("IPython.display")
+    display.display = shown.append  # type: ignore[attr-defined]
+    monkeypatch.setattr(builtins, "get_ipython", ZMQInteractiveShell, raising=False)
+    monkeypatch.setitem(sys.modules, "ipywidgets", widgets)
+    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    with progress_option(True) as callback:
+        assert callback is not None
+        callback(TransferProgress("a.bin", 1, 2))
+    assert isinstance(shown[0], Output)  # the live widget, then what rich rendered into it
+    assert any("a.bin" in getattr(rendered, "text", "") for rendered in shown[1:])
 
 
 def test_without_rich_nothing_is_drawn(
