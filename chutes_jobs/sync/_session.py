@@ -51,7 +51,7 @@ class JobHandle(Twin):
         self._attach(session, aio.JobHandle(session.aio, job_id, job=job, token=token))
 
     def _attach(self, session: ChutesSession, handle: aio.JobHandle) -> None:
-        self.session = session
+        self._session = session
         self._loop = session._loop
         self.aio: aio.JobHandle = handle
 

@@ -39,6 +39,13 @@ S = TypeVar("S")
 _ASYNC_ITERATOR = re.compile(r"Async(?:Iterator|Iterable|Generator)\[(?P<item>.+?)(?:, None)?\]")
 
 
+#: Added to the docstring of a method returning a plain iterator (the async one's is kept whole).
+_ITERATOR_NOTE = (
+    "        Blocking twin: returns a plain iterator; closing it, or leaving its ``for`` loop,\n"
+    "        closes the async iterator on the session's event loop."
+)
+
+
 class Twin:
     """A blocking object: :attr:`aio` is its async original, run on :attr:`_loop`."""
 
@@ -86,6 +93,8 @@ class _Member(Generic[P, T]):
         method.__qualname__ = f"{owner.__qualname__}.{name}"
         method.__module__ = owner.__module__
         method.__doc__ = source.__doc__
+        if self._kind == "iterating":
+            method.__doc__ = f"{(source.__doc__ or '').rstrip()}\n\n{_ITERATOR_NOTE}\n"
         method.__signature__ = _blocking_signature(source, self._kind)  # type: ignore[attr-defined]
         return method
 
