@@ -8,11 +8,8 @@ import asyncio
 import concurrent.futures
 import gc
 import hashlib
-import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -185,41 +182,8 @@ def test_a_blocking_call_from_the_sessions_own_loop_is_refused(
 # ----------------------------------------------------------------------------- Ctrl-C
 
 
-@pytest.fixture
-def sigint_raises() -> Iterator[None]:
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def ctrl_c_when(condition: Callable[[], bool]) -> Iterator[None]:
-    """Press Ctrl-C (SIGINT to the main thread) once ``condition()`` holds."""
-    main = threading.main_thread().ident
-    assert main is not None and threading.current_thread() is threading.main_thread()
-    done = threading.Event()
-
-    def watch() -> None:
-        deadline = time.monotonic() + 60
-        while not done.wait(0.01) and time.monotonic() < deadline:
-            if condition():
-                signal.pthread_kill(main, signal.SIGINT)
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
-
-
-@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_during_a_download_keeps_the_partial_and_leaves_no_task(
-    chutes_sync_emulator: Emulator, tmp_path: Path
+    chutes_sync_emulator: Emulator, tmp_path: Path, ctrl_c: Any
 ) -> None:
     emu = chutes_sync_emulator
     fast = RetryPolicy(initial_backoff=0.01, max_backoff=0.05)
@@ -231,7 +195,7 @@ def test_ctrl_c_during_a_download_keeps_the_partial_and_leaves_no_task(
         emu.faults.add("download", cut_after=3 * MIB)  # the first attempt drops
         emu.faults.add("download", latency=60)  # the retry hangs: Ctrl-C then
         with (
-            ctrl_c_when(lambda: emu.counts["download"] >= 2),
+            ctrl_c(lambda: emu.counts["download"] >= 2),
             pytest.raises(KeyboardInterrupt),
         ):
             handle.download(name, dest)
@@ -247,9 +211,8 @@ def test_ctrl_c_during_a_download_keeps_the_partial_and_leaves_no_task(
         assert ranges[-1] == f"bytes={kept}-"  # resumed where the interrupted one stopped
 
 
-@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_during_submit_many_leaves_its_ledger_consistent(
-    chutes_sync_emulator: Emulator, tmp_path: Path
+    chutes_sync_emulator: Emulator, tmp_path: Path, ctrl_c: Any
 ) -> None:
     emu = chutes_sync_emulator
     ledger = tmp_path / "run.db"
@@ -257,7 +220,7 @@ def test_ctrl_c_during_submit_many_leaves_its_ledger_consistent(
     emu.faults.add("create", latency=0.1, times=None)
     with ChutesSession(base_url=emu.base_url, api_key=emu.api_key) as s:
         seen: list[sync.BulkResult] = []
-        with ctrl_c_when(lambda: emu.counts["create"] >= 4), pytest.raises(KeyboardInterrupt):
+        with ctrl_c(lambda: emu.counts["create"] >= 4), pytest.raises(KeyboardInterrupt):
             seen.extend(s.submit_many("demo", "echo", inputs, concurrency=2, ledger=ledger))
         assert len(seen) < len(inputs)
         assert tasks_left(s) == set()
