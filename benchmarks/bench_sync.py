@@ -3,10 +3,13 @@
     /work/venv/bin/python benchmarks/bench_sync.py [--creates 2000] [--downloads 200]
         [--size-mib 4] [--reps 3] [--dir DIR]
 
-One emulator (``python -m chutes_jobs.emulator``) runs in a subprocess, so it does not share
-the measured client's GIL. Each client runs in its own subprocess (its peak RSS is its own),
-``--reps`` times, interleaved, and does two phases on one session:
+The emulator (``python -m chutes_jobs.emulator``) runs in a subprocess, so it does not share
+the measured client's GIL, started afresh for every client run (each meets the same server
+state). Each client runs in its own subprocess (its peak RSS is its own), ``--reps`` times,
+interleaved, and does two phases on one session:
 
+0. ``--calls`` calls that do no I/O (``output_file`` given an ``OutputFile``): the price of
+   one call through each path, a thread hop where there is one;
 1. ``--creates`` sequential ``create_job`` calls (``demo.sleep`` jobs of an hour: the
    emulator keeps them running and does nothing more for them meanwhile);
 2. ``--downloads`` concurrent downloads of one ``--size-mib`` MiB output (``fsync=False``:
@@ -92,6 +95,9 @@ def async_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]
                 await s.create_job("demo", "sleep", SLEEP_JOB)
             handle = s.job(spec["job_id"])
             await handle.download(file, out / "warm-up", fsync=False)
+            with Phase() as calls:
+                for _ in range(spec["calls"]):
+                    await handle.output_file(file)
             with Phase() as creates:
                 for _ in range(spec["creates"]):
                     await s.create_job("demo", "sleep", SLEEP_JOB)
@@ -102,7 +108,7 @@ def async_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]
                         for i in range(spec["downloads"])
                     )
                 )
-        return _figures(creates, downloads)
+        return _figures(calls, creates, downloads)
 
     return asyncio.run(run())
 
@@ -117,6 +123,9 @@ def sync_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
             s.create_job("demo", "sleep", SLEEP_JOB)
         handle = s.job(spec["job_id"])
         handle.download(file, out / "warm-up", fsync=False)
+        with Phase() as calls:
+            for _ in range(spec["calls"]):
+                handle.output_file(file)
         with Phase() as creates:
             for _ in range(spec["creates"]):
                 s.create_job("demo", "sleep", SLEEP_JOB)
@@ -124,7 +133,7 @@ def sync_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
             _in_threads(
                 spec["downloads"], lambda i: handle.download(file, out / str(i), fsync=False)
             )
-    return _figures(creates, downloads)
+    return _figures(calls, creates, downloads)
 
 
 def portal_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
@@ -141,13 +150,16 @@ def portal_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float
         handle = s.job(spec["job_id"])
         download = functools.partial(handle.download, file, fsync=False)
         portal.call(download, out / "warm-up")
+        with Phase() as calls:
+            for _ in range(spec["calls"]):
+                portal.call(handle.output_file, file)
         with Phase() as creates:
             for _ in range(spec["creates"]):
                 portal.call(s.create_job, "demo", "sleep", SLEEP_JOB)
         with Phase() as downloads:
             _in_threads(spec["downloads"], lambda i: portal.call(download, out / str(i)))
         portal.call(s.close)
-    return _figures(creates, downloads)
+    return _figures(calls, creates, downloads)
 
 
 def _in_threads(n: int, work: Callable[[int], Any]) -> None:
@@ -156,8 +168,9 @@ def _in_threads(n: int, work: Callable[[int], Any]) -> None:
             pass
 
 
-def _figures(creates: Phase, downloads: Phase) -> dict[str, float]:
+def _figures(calls: Phase, creates: Phase, downloads: Phase) -> dict[str, float]:
     return {
+        "call_wall": calls.wall,
         "create_wall": creates.wall,
         "create_rss": creates.rss_growth,
         "download_wall": downloads.wall,
@@ -227,6 +240,7 @@ def make_output(base: str, key: str, size: int) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--creates", type=int, default=2000)
     parser.add_argument("--downloads", type=int, default=200)
     parser.add_argument("--size-mib", type=int, default=4)
@@ -235,21 +249,28 @@ def main() -> None:
     args = parser.parse_args()
     clients = [c for c in CLIENTS if c != "anyio portal" or importlib.util.find_spec("anyio")]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp,
-        emulator(Path(tmp) / "emulator") as (base, key),
-    ):
+    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
+        for rep in range(args.reps):
+            order = clients[rep % len(clients) :] + clients[: rep % len(clients)]
+            for name in order:
+                runs[name].append(run_on_fresh_emulator(name, Path(tmp), args))
+    report(runs, args)
+
+
+def run_on_fresh_emulator(name: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    """One client's run on an emulator of its own: every run meets the same server state."""
+    with emulator(tmp / "emulator") as (base, key):
         spec = {
             **make_output(base, key, args.size_mib * MIB),
+            "calls": args.calls,
             "creates": args.creates,
             "downloads": args.downloads,
         }
         os.environ[KEY_ENV] = key
-        for rep in range(args.reps):
-            order = clients[rep % len(clients) :] + clients[: rep % len(clients)]
-            for name in order:
-                runs[name].append(run_client(name, base, spec, Path(tmp) / "out"))
-    report(runs, args)
+        try:
+            return run_client(name, base, spec, tmp / "out")
+        finally:
+            shutil.rmtree(tmp / "emulator", ignore_errors=True)
 
 
 def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
@@ -259,17 +280,20 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
     ref = med["async"]
     print(
         f"\n{args.creates} sequential create_job, then {args.downloads} concurrent downloads of "
-        f"{args.size_mib} MiB, emulator in a subprocess, median of {args.reps} interleaved runs"
+        f"{args.size_mib} MiB, emulator in a subprocess, median of {args.reps} interleaved runs "
+        f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
-    head = f"{'client':<14}{'us/create':>11}{'x async':>9}{'RSS+ MiB':>10}"
+    head = f"{'client':<14}{'us/call':>9}{'us/create':>11}{'x async':>9}{'RSS+ MiB':>10}"
     head += f"{'ms/download':>13}{'x async':>9}{'RSS+ MiB':>10}"
     print(head)
     print("-" * len(head))
     for name, m in med.items():
+        call_us = m["call_wall"] / args.calls * 1e6
         create_us = m["create_wall"] / args.creates * 1e6
         download_ms = m["download_wall"] / args.downloads * 1e3
+        create_ratio = m["create_wall"] / ref["create_wall"]
         print(
-            f"{name:<14}{create_us:>11.0f}{m['create_wall'] / ref['create_wall']:>9.3f}"
+            f"{name:<14}{call_us:>9.1f}{create_us:>11.0f}{create_ratio:>9.3f}"
             f"{m['create_rss'] / MIB:>10.1f}{download_ms:>13.2f}"
             f"{m['download_wall'] / ref['download_wall']:>9.3f}{m['download_rss'] / MIB:>10.1f}"
         )
@@ -283,6 +307,8 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
             f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}), peak RSS {extra:+.1f} MiB "
             f"(target <= +{TARGET_RSS_MIB:.0f}: {'met' if extra <= TARGET_RSS_MIB else 'MISSED'})"
         )
+    hop = (sync["call_wall"] - ref["call_wall"]) / args.calls * 1e6
+    print(f"  one call costs {hop:.0f} us more through the sync API than awaited (no I/O)")
     print("\nall runs (create s, download s, RSS+ MiB create/download):")
     for name, rs in runs.items():
         cells = [

@@ -56,37 +56,86 @@ class _End(enum.Enum):
 
 
 class _Call(Generic[T]):
-    """One coroutine handed to the loop: its task there, its outcome for the waiting thread."""
+    """One coroutine handed to the loop: its task there, its outcome for the waiting thread.
 
-    __slots__ = ("coro", "future", "loop", "task")
+    The task's own step hands the outcome over (no done-callback round on the loop), through a
+    plain lock held until then: the lightest thing a thread can wait on and still be
+    interrupted by a signal.
+    """
+
+    __slots__ = ("_cancelled", "_done", "_ended", "_error", "_result", "coro", "loop", "task")
 
     def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
         self.coro = coro
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.task: asyncio.Task[T] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._ended = False
+        self._cancelled = False
+        self._error: BaseException | None = None
+        self._result: T | None = None
+
+    # -- on the loop -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """On the loop: run the coroutine as a task, unless the call was stopped first."""
-        if self.future.cancelled():
+        """Run the coroutine as a task, unless the call was stopped first."""
+        if self._ended:
             return
-        self.task = asyncio.get_running_loop().create_task(self.coro)
-        self.task.add_done_callback(self._finished)
+        self.task = asyncio.get_running_loop().create_task(self._drive())
+        self.task.add_done_callback(self._ended_unstarted)
 
-    def _finished(self, task: asyncio.Task[T]) -> None:
-        if task.cancelled():
-            self.future.cancel()
-        elif (error := task.exception()) is not None:
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(task.result())
+    async def _drive(self) -> None:
+        try:
+            self._result = await self.coro
+        except asyncio.CancelledError:
+            self._cancelled = True
+            raise
+        except BaseException as error:  # KeyboardInterrupt too: it is the caller's
+            self._error = error
+        finally:
+            self._end()
+
+    def _ended_unstarted(self, _: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step never ran ``_drive``'s ``finally``."""
+        if not self._ended:
+            self.coro.close()
+            self._cancelled = True
+            self._end()
 
     def cancel(self) -> None:
-        """On the loop: cancel the task once (its cleanup runs), or drop a call not started."""
+        """Cancel the task once (its cleanup runs), or drop a call not started yet."""
         if self.task is not None:
             self.task.cancel()
-        elif self.future.cancel():
+        elif not self._ended:
             self.coro.close()
+            self._cancelled = True
+            self._end()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._done.release()
+
+    # -- in the waiting thread -----------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def wait(self, timeout: float = -1) -> bool:
+        """Wait (interruptibly) until the call has ended; True if it has."""
+        if not self._done.acquire(timeout=timeout):
+            return False
+        self._done.release()  # stays open for any later look
+        return True
+
+    def outcome(self) -> T:
+        """The result of an ended call, or its error raised (``CancelledError`` if cancelled)."""
+        if self._cancelled:
+            raise concurrent.futures.CancelledError
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
 
 
 class LoopThread:
@@ -122,13 +171,14 @@ class LoopThread:
         call = _Call(coro)
         try:
             self._submit(call)
-            return call.future.result()
+            call.wait()
         except BaseException:
             if call.loop is None:
                 coro.close()  # never handed to the loop
-            elif not call.future.done():
+            elif not call.ended:
                 self._interrupt(call)
             raise
+        return call.outcome()
 
     def iterate(self, agen: AsyncIterator[T]) -> Generator[T, None, None]:
         """Iterate ``agen`` on the loop, one blocking :meth:`run` per item.
@@ -164,7 +214,7 @@ class LoopThread:
             call.loop.call_soon_threadsafe(call.cancel)
         except RuntimeError:  # the loop is gone: nothing runs there any more
             return
-        if _ended(call.future, _NOTICE_AFTER):
+        if call.wait(_NOTICE_AFTER):
             return
         name = _name(call.coro)
         logger.warning(
@@ -173,7 +223,7 @@ class LoopThread:
             CANCEL_WAIT,
             name,
         )
-        if not _ended(call.future, CANCEL_WAIT - _NOTICE_AFTER):
+        if not call.wait(CANCEL_WAIT - _NOTICE_AFTER):
             logger.error(
                 "%s did not stop within %.0f s: it goes on in the background", name, CANCEL_WAIT
             )
@@ -212,17 +262,6 @@ class LoopThread:
             loop.call_soon_threadsafe(_stop_after, loop, final)
         if wait and thread is not threading.current_thread():
             thread.join(STOP_WAIT)
-
-
-def _ended(future: concurrent.futures.Future[Any], timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``future`` to end in any way; True if it did."""
-    try:
-        future.exception(timeout)
-    except concurrent.futures.CancelledError:
-        pass
-    except TimeoutError:
-        return False
-    return True
 
 
 def _name(coro: Coroutine[Any, Any, Any]) -> str:

@@ -107,3 +107,25 @@ def test_an_iterator_left_early_closes_the_async_generator(loop_thread: LoopThre
     assert next(items) == 0
     del items  # what leaving a for loop does in CPython
     assert closed.is_set()
+
+
+def test_a_call_cancelled_before_its_first_step_still_ends() -> None:
+    """The waiting thread is released even when the task never ran a step."""
+    from chutes_jobs._loop_thread import _Call
+
+    async def never() -> None:
+        raise AssertionError("not run")
+
+    call = _Call(never())
+
+    async def start_then_cancel() -> None:
+        call.start()
+        call.cancel()  # before the task's first step
+        await asyncio.sleep(0.01)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the coroutine is closed, not left unawaited
+        asyncio.run(start_then_cancel())
+    assert call.wait(0)
+    with pytest.raises(concurrent.futures.CancelledError):
+        call.outcome()
