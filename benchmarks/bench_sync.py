@@ -1,28 +1,34 @@
 """The blocking API's price: ``chutes_jobs.sync`` against the async API (a script, not a test).
 
     /work/venv/bin/python benchmarks/bench_sync.py [--creates 2000] [--downloads 200]
-        [--size-mib 4] [--reps 3] [--dir DIR]
+        [--size-mib 4] [--calls 20000] [--rounds 5] [--dir DIR]
 
 The emulator (``python -m chutes_jobs.emulator``) runs in a subprocess, so it does not share
-the measured client's GIL, started afresh for every client run (each meets the same server
-state). Each client runs in its own subprocess (its peak RSS is its own), ``--reps`` times,
-interleaved, and does two phases on one session:
+the measured clients' GIL. Three clients, each with one session:
 
-0. ``--calls`` calls that do no I/O (``output_file`` given an ``OutputFile``): the price of
-   one call through each path, a thread hop where there is one;
-1. ``--creates`` sequential ``create_job`` calls (``demo.sleep`` jobs of an hour: the
-   emulator keeps them running and does nothing more for them meanwhile);
-2. ``--downloads`` concurrent downloads of one ``--size-mib`` MiB output (``fsync=False``:
-   the disk is not what is measured), each to its own file: the async client gathers them, the
-   blocking ones run them from as many threads (a ``ThreadPoolExecutor``), the way blocking
-   code gets concurrency.
+* ``async``: ``chutes_jobs.ChutesSession``, awaited;
+* ``sync``: ``chutes_jobs.sync.ChutesSession`` (one event loop in a daemon thread, one thread
+  hop per call); concurrent downloads run from as many threads (a ``ThreadPoolExecutor``), the
+  way blocking code gets concurrency;
+* ``anyio portal``, for the record: the async session driven through
+  ``anyio.from_thread.start_blocking_portal`` (``portal.call``), the primitive measured and not
+  taken (see ``chutes_jobs/_loop_thread.py``); left out when anyio is not installed.
 
-Clients: ``async`` (``chutes_jobs.ChutesSession``), ``sync`` (``chutes_jobs.sync``: one event
-loop in a daemon thread, one thread hop per call) and, for the record, ``anyio portal``: the
-async session driven through ``anyio.from_thread.start_blocking_portal`` (``portal.call``),
-the primitive measured and not taken (see ``chutes_jobs/_loop_thread.py``); skipped when anyio
-is not installed. Printed: wall time per call (median run), the ratio to ``async`` (target:
-sync <= 1.10x) and the peak RSS growth of each phase (target: sync <= async + 10 MiB).
+Time, in one subprocess holding all three clients, interleaved so that the machine's load
+drifts alike for all (on a shared machine, runs minutes apart differ by 30-50%):
+
+0. ``--calls`` calls that do no I/O (``output_file`` given an ``OutputFile``), alternating
+   clients call by call: the price of one call, a thread hop where there is one;
+1. ``--creates`` sequential ``create_job`` calls (``demo.sleep`` jobs of an hour: the emulator
+   keeps them and does nothing more for them), alternating call by call;
+2. ``--rounds`` rounds of ``--downloads`` concurrent downloads of one ``--size-mib`` MiB output
+   (``fsync=False``: the disk is not what is measured), alternating round by round.
+
+Memory: each client then runs phases 1 and 2 alone in a subprocess of its own, on a fresh
+emulator, and reports the peak RSS growth of each phase (VmHWM after a reset).
+
+Printed: mean and median time per call of each client, the ratio to ``async`` (target: sync
+<= 1.10x), the peak RSS growth (target: sync <= async + 10 MiB).
 """
 
 from __future__ import annotations
@@ -56,7 +62,139 @@ TARGET_RSS_MIB = 10.0
 CLIENTS = ["async", "sync", "anyio portal"]
 
 
-# ----------------------------------------------------------------------------- measuring
+# ----------------------------------------------------------------------------- clients
+
+
+class AsyncClient:
+    """The async API, awaited. Every client has these three coroutines and ``close``."""
+
+    def __init__(self, base: str, spec: dict[str, Any]) -> None:
+        from chutes_jobs import ChutesSession, OutputFile
+
+        self.session = ChutesSession(base_url=base, api_key=os.environ[KEY_ENV])
+        self.handle = self.session.job(spec["job_id"])
+        self.file = OutputFile(file_id=spec["file_id"], filename=spec["filename"], uploaded=True)
+
+    async def call(self) -> None:
+        await self.handle.output_file(self.file)
+
+    async def create(self) -> None:
+        await self.session.create_job("demo", "sleep", SLEEP_JOB)
+
+    async def downloads(self, n: int, out: Path) -> None:
+        await asyncio.gather(
+            *(self.handle.download(self.file, out / str(i), fsync=False) for i in range(n))
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class SyncClient:
+    """The blocking API, called (from the measuring coroutine: it holds that loop meanwhile)."""
+
+    def __init__(self, base: str, spec: dict[str, Any]) -> None:
+        from chutes_jobs import OutputFile
+        from chutes_jobs.sync import ChutesSession
+
+        self.session = ChutesSession(base_url=base, api_key=os.environ[KEY_ENV])
+        self.handle = self.session.job(spec["job_id"])
+        self.file = OutputFile(file_id=spec["file_id"], filename=spec["filename"], uploaded=True)
+
+    async def call(self) -> None:
+        self.handle.output_file(self.file)
+
+    async def create(self) -> None:
+        self.session.create_job("demo", "sleep", SLEEP_JOB)
+
+    async def downloads(self, n: int, out: Path) -> None:
+        download = functools.partial(self.handle.download, self.file, fsync=False)
+        _in_threads(n, lambda i: download(out / str(i)))
+
+    async def close(self) -> None:
+        self.session.close()
+
+
+class PortalClient:
+    """The async API through an anyio blocking portal (its own event loop thread)."""
+
+    def __init__(self, base: str, spec: dict[str, Any]) -> None:
+        from anyio.from_thread import start_blocking_portal
+
+        from chutes_jobs import ChutesSession, OutputFile
+
+        self._portal_cm = start_blocking_portal()
+        self.portal = self._portal_cm.__enter__()
+        self.session = ChutesSession(base_url=base, api_key=os.environ[KEY_ENV])
+        self.handle = self.session.job(spec["job_id"])
+        self.file = OutputFile(file_id=spec["file_id"], filename=spec["filename"], uploaded=True)
+
+    async def call(self) -> None:
+        self.portal.call(self.handle.output_file, self.file)
+
+    async def create(self) -> None:
+        self.portal.call(self.session.create_job, "demo", "sleep", SLEEP_JOB)
+
+    async def downloads(self, n: int, out: Path) -> None:
+        download = functools.partial(self.handle.download, self.file, fsync=False)
+        _in_threads(n, lambda i: self.portal.call(download, out / str(i)))
+
+    async def close(self) -> None:
+        self.portal.call(self.session.close)
+        self._portal_cm.__exit__(None, None, None)
+
+
+CLIENT_CLASSES = {"async": AsyncClient, "sync": SyncClient, "anyio portal": PortalClient}
+
+
+def _in_threads(n: int, work: Callable[[int], Any]) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        for _ in pool.map(work, range(n)):
+            pass
+
+
+async def _warm_up(client: Any, out: Path) -> None:
+    for _ in range(WARM_UP):
+        await client.create()
+    await client.downloads(2, out)
+    _empty(out)
+
+
+def _empty(folder: Path) -> None:
+    for path in folder.iterdir():
+        path.unlink()
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+async def time_interleaved(names: list[str], base: str, spec: dict[str, Any], out: Path) -> Any:
+    """Every client in this process, alternating: ``{phase: {client: [seconds per call]}}``."""
+    clients = {name: CLIENT_CLASSES[name](base, spec) for name in names}
+    times: dict[str, dict[str, list[float]]] = {
+        phase: {name: [] for name in names} for phase in ("call", "create", "download")
+    }
+    for client in clients.values():
+        await _warm_up(client, out)
+
+    async def alternate(phase: str, count: int, step: Callable[[Any], Any]) -> None:
+        for i in range(count):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                t0 = time.perf_counter()
+                await step(clients[name])
+                times[phase][name].append(time.perf_counter() - t0)
+                if phase == "download":
+                    _empty(out)
+
+    await alternate("call", spec["calls"], lambda c: c.call())
+    await alternate("create", spec["creates"], lambda c: c.create())
+    await alternate("download", spec["rounds"], lambda c: c.downloads(spec["downloads"], out))
+    for client in clients.values():
+        await client.close()
+    return times
+
+
+# ----------------------------------------------------------------------------- memory
 
 
 def _vm(field: str) -> int:
@@ -66,138 +204,57 @@ def _vm(field: str) -> int:
     return 0
 
 
-class Phase:
-    """Wall time and peak RSS growth of one phase (VmHWM reset first, Linux >= 4.0)."""
-
-    def __enter__(self) -> Phase:
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-        self.rss0 = _vm("VmRSS")
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.t0
-        self.rss_growth = _vm("VmHWM") - self.rss0
+@contextlib.contextmanager
+def peak_rss_growth(into: dict[str, float], key: str) -> Iterator[None]:
+    """Record the peak RSS growth over the block (VmHWM reset first, Linux >= 4.0)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    rss0 = _vm("VmRSS")
+    yield
+    into[key] = _vm("VmHWM") - rss0
 
 
-# ----------------------------------------------------------------------------- clients
+async def measure_memory(name: str, base: str, spec: dict[str, Any], out: Path) -> Any:
+    """One client alone: peak RSS growth of the creates and of one round of downloads."""
+    client = CLIENT_CLASSES[name](base, spec)
+    await _warm_up(client, out)
+    rss: dict[str, float] = {}
+    with peak_rss_growth(rss, "create"):
+        for _ in range(spec["creates"]):
+            await client.create()
+    with peak_rss_growth(rss, "download"):
+        await client.downloads(spec["downloads"], out)
+    await client.close()
+    return rss
 
 
-def async_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
-    from chutes_jobs import ChutesSession, OutputFile
-
-    file = OutputFile(file_id=spec["file_id"], filename=spec["filename"], uploaded=True)
-
-    async def run() -> dict[str, float]:
-        async with ChutesSession(base_url=base, api_key=os.environ[KEY_ENV]) as s:
-            for _ in range(WARM_UP):
-                await s.create_job("demo", "sleep", SLEEP_JOB)
-            handle = s.job(spec["job_id"])
-            await handle.download(file, out / "warm-up", fsync=False)
-            with Phase() as calls:
-                for _ in range(spec["calls"]):
-                    await handle.output_file(file)
-            with Phase() as creates:
-                for _ in range(spec["creates"]):
-                    await s.create_job("demo", "sleep", SLEEP_JOB)
-            with Phase() as downloads:
-                await asyncio.gather(
-                    *(
-                        handle.download(file, out / str(i), fsync=False)
-                        for i in range(spec["downloads"])
-                    )
-                )
-        return _figures(calls, creates, downloads)
-
-    return asyncio.run(run())
+def subprocess_main(what: str, base: str, spec_json: str, out: str) -> None:
+    spec = json.loads(spec_json)
+    if what == "interleaved":
+        result = asyncio.run(time_interleaved(spec["clients"], base, spec, Path(out)))
+    else:
+        result = asyncio.run(measure_memory(what, base, spec, Path(out)))
+    print(json.dumps(result))
 
 
-def sync_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
-    from chutes_jobs import OutputFile
-    from chutes_jobs.sync import ChutesSession
-
-    file = OutputFile(file_id=spec["file_id"], filename=spec["filename"], uploaded=True)
-    with ChutesSession(base_url=base, api_key=os.environ[KEY_ENV]) as s:
-        for _ in range(WARM_UP):
-            s.create_job("demo", "sleep", SLEEP_JOB)
-        handle = s.job(spec["job_id"])
-        handle.download(file, out / "warm-up", fsync=False)
-        with Phase() as calls:
-            for _ in range(spec["calls"]):
-                handle.output_file(file)
-        with Phase() as creates:
-            for _ in range(spec["creates"]):
-                s.create_job("demo", "sleep", SLEEP_JOB)
-        with Phase() as downloads:
-            _in_threads(
-                spec["downloads"], lambda i: handle.download(file, out / str(i), fsync=False)
-            )
-    return _figures(calls, creates, downloads)
-
-
-def portal_client(base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
-    from anyio.from_thread import start_blocking_portal
-
-    from chutes_jobs import ChutesSession, OutputFile
-
-    file = OutputFile(file_id=spec["file_id"], filename=spec["filename"], uploaded=True)
-    s = ChutesSession(base_url=base, api_key=os.environ[KEY_ENV])
-    with start_blocking_portal() as portal:
-        portal.call(s.__aenter__)
-        for _ in range(WARM_UP):
-            portal.call(s.create_job, "demo", "sleep", SLEEP_JOB)
-        handle = s.job(spec["job_id"])
-        download = functools.partial(handle.download, file, fsync=False)
-        portal.call(download, out / "warm-up")
-        with Phase() as calls:
-            for _ in range(spec["calls"]):
-                portal.call(handle.output_file, file)
-        with Phase() as creates:
-            for _ in range(spec["creates"]):
-                portal.call(s.create_job, "demo", "sleep", SLEEP_JOB)
-        with Phase() as downloads:
-            _in_threads(spec["downloads"], lambda i: portal.call(download, out / str(i)))
-        portal.call(s.close)
-    return _figures(calls, creates, downloads)
-
-
-def _in_threads(n: int, work: Callable[[int], Any]) -> None:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
-        for _ in pool.map(work, range(n)):
-            pass
-
-
-def _figures(calls: Phase, creates: Phase, downloads: Phase) -> dict[str, float]:
-    return {
-        "call_wall": calls.wall,
-        "create_wall": creates.wall,
-        "create_rss": creates.rss_growth,
-        "download_wall": downloads.wall,
-        "download_rss": downloads.rss_growth,
-    }
-
-
-CLIENT_FUNCTIONS = {"async": async_client, "sync": sync_client, "anyio portal": portal_client}
-
-
-def client_main(name: str, base: str, spec_json: str, out: str) -> None:
-    figures = CLIENT_FUNCTIONS[name](base, json.loads(spec_json), Path(out))
-    print(json.dumps(figures))
-
-
-def run_client(name: str, base: str, spec: dict[str, Any], out: Path) -> dict[str, float]:
+def in_subprocess(what: str, spec: dict[str, Any], tmp: Path) -> Any:
+    """Run ``what`` in a subprocess, on an emulator of its own; return what it printed."""
+    out = tmp / "out"
     out.mkdir()
     try:
-        done = subprocess.run(
-            [sys.executable, __file__, "client", name, base, json.dumps(spec), str(out)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        with emulator(tmp / "emulator") as (base, key):
+            spec = {**spec, **make_output(base, key, spec["size"])}
+            os.environ[KEY_ENV] = key
+            done = subprocess.run(
+                [sys.executable, __file__, "run", what, base, json.dumps(spec), str(out)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        shutil.rmtree(tmp / "emulator", ignore_errors=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- the emulator
@@ -244,83 +301,65 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=2000)
     parser.add_argument("--downloads", type=int, default=200)
     parser.add_argument("--size-mib", type=int, default=4)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", help="folder for the files (default: a temp dir on disk)")
     args = parser.parse_args()
     clients = [c for c in CLIENTS if c != "anyio portal" or importlib.util.find_spec("anyio")]
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
-    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
-        for rep in range(args.reps):
-            order = clients[rep % len(clients) :] + clients[: rep % len(clients)]
-            for name in order:
-                runs[name].append(run_on_fresh_emulator(name, Path(tmp), args))
-    report(runs, args)
-
-
-def run_on_fresh_emulator(name: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
-    """One client's run on an emulator of its own: every run meets the same server state."""
-    with emulator(tmp / "emulator") as (base, key):
-        spec = {
-            **make_output(base, key, args.size_mib * MIB),
-            "calls": args.calls,
-            "creates": args.creates,
-            "downloads": args.downloads,
-        }
-        os.environ[KEY_ENV] = key
-        try:
-            return run_client(name, base, spec, tmp / "out")
-        finally:
-            shutil.rmtree(tmp / "emulator", ignore_errors=True)
-
-
-def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
-    med = {
-        name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()
+    spec = {
+        "clients": clients,
+        "calls": args.calls,
+        "creates": args.creates,
+        "downloads": args.downloads,
+        "rounds": args.rounds,
+        "size": args.size_mib * MIB,
     }
-    ref = med["async"]
+    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
+        times = in_subprocess("interleaved", spec, Path(tmp))
+        memory = {name: in_subprocess(name, spec, Path(tmp)) for name in clients}
+    report(times, memory, args)
+
+
+def report(times: dict[str, Any], memory: dict[str, Any], args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
     print(
-        f"\n{args.creates} sequential create_job, then {args.downloads} concurrent downloads of "
-        f"{args.size_mib} MiB, emulator in a subprocess, median of {args.reps} interleaved runs "
-        f"(load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        f"\n{args.calls} no-I/O calls and {args.creates} sequential create_job (alternating "
+        f"clients call by call), {args.rounds} rounds of {args.downloads} concurrent downloads "
+        f"of {args.size_mib} MiB (alternating round by round); emulator in a subprocess; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs"
     )
-    head = f"{'client':<14}{'us/call':>9}{'us/create':>11}{'x async':>9}{'RSS+ MiB':>10}"
-    head += f"{'ms/download':>13}{'x async':>9}{'RSS+ MiB':>10}"
-    print(head)
-    print("-" * len(head))
-    for name, m in med.items():
-        call_us = m["call_wall"] / args.calls * 1e6
-        create_us = m["create_wall"] / args.creates * 1e6
-        download_ms = m["download_wall"] / args.downloads * 1e3
-        create_ratio = m["create_wall"] / ref["create_wall"]
+    units = {"call": ("us", 1e6), "create": ("us", 1e6), "download": ("ms", 1e3)}
+    head = f"{'':<22}" + "".join(f"{name:>14}" for name in times["call"])
+    for phase, (unit, scale) in units.items():
+        print(f"\n{phase + ' (' + unit + ' per call)':<22}" + head[22:])
+        per_call = {name: [t / _per(phase, args) for t in ts] for name, ts in times[phase].items()}
+        for label, stat in (("mean", statistics.fmean), ("median", statistics.median)):
+            row = {name: stat(ts) for name, ts in per_call.items()}
+            print(f"  {label:<20}" + "".join(f"{row[n] * scale:>14.1f}" for n in row))
+            print(
+                f"  {label + ' x async':<20}"
+                + "".join(f"{row[n] / row['async']:>14.3f}" for n in row)
+            )
+    print(f"\n{'peak RSS growth (MiB)':<22}" + head[22:])
+    for phase in ("create", "download"):
+        print(f"  {phase:<20}" + "".join(f"{memory[n][phase] / MIB:>14.1f}" for n in memory))
+    print("\ntargets (sync against async):")
+    for phase in ("create", "download"):
+        ratio = statistics.fmean(times[phase]["sync"]) / statistics.fmean(times[phase]["async"])
+        extra = (memory["sync"][phase] - memory["async"][phase]) / MIB
         print(
-            f"{name:<14}{call_us:>9.1f}{create_us:>11.0f}{create_ratio:>9.3f}"
-            f"{m['create_rss'] / MIB:>10.1f}{download_ms:>13.2f}"
-            f"{m['download_wall'] / ref['download_wall']:>9.3f}{m['download_rss'] / MIB:>10.1f}"
-        )
-    sync = med["sync"]
-    print("\ntargets (sync against async, median runs):")
-    for what in ("create", "download"):
-        ratio = sync[f"{what}_wall"] / ref[f"{what}_wall"]
-        extra = (sync[f"{what}_rss"] - ref[f"{what}_rss"]) / MIB
-        print(
-            f"  {what:<9} time x{ratio:.3f} (target <= {TARGET_RATIO}: "
+            f"  {phase:<9} mean time per call x{ratio:.3f} (target <= {TARGET_RATIO}: "
             f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}), peak RSS {extra:+.1f} MiB "
             f"(target <= +{TARGET_RSS_MIB:.0f}: {'met' if extra <= TARGET_RSS_MIB else 'MISSED'})"
         )
-    hop = (sync["call_wall"] - ref["call_wall"]) / args.calls * 1e6
-    print(f"  one call costs {hop:.0f} us more through the sync API than awaited (no I/O)")
-    print("\nall runs (create s, download s, RSS+ MiB create/download):")
-    for name, rs in runs.items():
-        cells = [
-            f"{r['create_wall']:.2f}/{r['download_wall']:.2f}/"
-            f"{r['create_rss'] / MIB:.0f}/{r['download_rss'] / MIB:.0f}"
-            for r in rs
-        ]
-        print(f"  {name:<14}" + "  ".join(cells))
+
+
+def _per(phase: str, args: argparse.Namespace) -> int:
+    """Calls in one timed step of ``phase`` (a download round is ``--downloads`` calls)."""
+    return args.downloads if phase == "download" else 1
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["client"]:
-        client_main(*sys.argv[2:6])
+    if sys.argv[1:2] == ["run"]:
+        subprocess_main(*sys.argv[2:6])
     else:
         main()
