@@ -25,7 +25,8 @@ drifts alike for all (on a shared machine, runs minutes apart differ by 30-50%):
    (``fsync=False``: the disk is not what is measured), alternating round by round.
 
 Memory: each client then runs phases 1 and 2 alone in a subprocess of its own, on a fresh
-emulator, and reports the peak RSS growth of each phase (VmHWM after a reset).
+emulator, and reports the peak RSS growth of each phase (VmHWM after a reset; for the
+downloads, the median over the rounds).
 
 Printed: mean and median time per call of each client, the ratio to ``async`` (target: sync
 <= 1.10x), the peak RSS growth (target: sync <= async + 10 MiB).
@@ -215,15 +216,21 @@ def peak_rss_growth(into: dict[str, float], key: str) -> Iterator[None]:
 
 
 async def measure_memory(name: str, base: str, spec: dict[str, Any], out: Path) -> Any:
-    """One client alone: peak RSS growth of the creates and of one round of downloads."""
+    """One client alone: peak RSS growth of the creates, and the median of each round of
+    downloads' (one round's figure swings by +-20 MiB)."""
     client = CLIENT_CLASSES[name](base, spec)
     await _warm_up(client, out)
     rss: dict[str, float] = {}
     with peak_rss_growth(rss, "create"):
         for _ in range(spec["creates"]):
             await client.create()
-    with peak_rss_growth(rss, "download"):
-        await client.downloads(spec["downloads"], out)
+    rounds = []
+    for _ in range(spec["rounds"]):
+        with peak_rss_growth(rss, "download"):
+            await client.downloads(spec["downloads"], out)
+        rounds.append(rss["download"])
+        _empty(out)
+    rss["download"] = statistics.median(rounds)
     await client.close()
     return rss
 
