@@ -19,7 +19,6 @@ import pytest
 import chutes_jobs
 from chutes_jobs import sync
 from chutes_jobs.emulator import Emulator
-from chutes_jobs.ledger import Ledger
 from chutes_jobs.sync import ChutesSession, JobHandle, PollPolicy, RetryPolicy
 
 FAST_POLL = PollPolicy(initial=0.02, maximum=0.1)
@@ -238,7 +237,7 @@ def test_ctrl_c_during_submit_many_leaves_its_ledger_consistent(
 
 
 def test_leaving_submit_many_early_stops_the_run_and_frees_its_ledger(
-    chutes_sync_session: ChutesSession, tmp_path: Path
+    chutes_sync_emulator: Emulator, chutes_sync_session: ChutesSession, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "run.db"
     inputs = [{"i": i} for i in range(50)]
@@ -248,15 +247,10 @@ def test_leaving_submit_many_early_stops_the_run_and_frees_its_ledger(
         first = next(results)
     assert isinstance(first, sync.BulkResult) and isinstance(first.handle, sync.JobHandle)
     assert tasks_left(chutes_sync_session) == set()
-
-    async def held() -> int:  # a run stopped cleanly has released the ledger
-        opened = await Ledger.open(ledger)
-        await opened.close()
-        return 0
-
-    assert asyncio.run(held()) == 0
+    # A run stopped cleanly has released its ledger: the next run may take it at once.
     rest = list(chutes_sync_session.submit_many("demo", "echo", inputs, ledger=ledger))
     assert len(rest) == 50 and all(r.ok for r in rest)
+    assert chutes_sync_emulator.counts["create"] == 50  # what the first run made was recorded
 
 
 def test_a_bulk_result_handle_is_blocking(chutes_sync_session: ChutesSession) -> None:

@@ -93,7 +93,7 @@ class _Member(Generic[P, T]):
         method.__qualname__ = f"{owner.__qualname__}.{name}"
         method.__module__ = owner.__module__
         method.__doc__ = source.__doc__
-        if self._kind == "iterating":
+        if self._kind == "iterating":  # the async docstring whole, then how closing works
             method.__doc__ = f"{(source.__doc__ or '').rstrip()}\n\n{_ITERATOR_NOTE}\n"
         method.__signature__ = _blocking_signature(source, self._kind)  # type: ignore[attr-defined]
         return method
