@@ -33,6 +33,7 @@ import asyncio
 import concurrent.futures
 import enum
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, Generic, TypeVar
@@ -49,6 +50,8 @@ T = TypeVar("T")
 CANCEL_WAIT: Final = 60.0
 #: Seconds of cleanup after which the waiting is announced (with how to stop it).
 _NOTICE_AFTER: Final = 1.0
+#: Seconds between checks for Ctrl-C while waiting, where a lock wait cannot be interrupted.
+_WAIT_SLICE: Final = 0.1
 #: Seconds :meth:`LoopThread.stop` waits for the thread to finish its loop's remaining tasks.
 STOP_WAIT: Final = 10.0
 
@@ -126,7 +129,11 @@ class _Call(Generic[T]):
 
     def wait(self, timeout: float = -1) -> bool:
         """Wait (interruptibly) until the call has ended; True if it has."""
-        if not self._done.acquire(timeout=timeout):
+        if timeout < 0 and sys.platform == "win32":
+            # A lock wait is interrupted by Ctrl-C on POSIX only: elsewhere, wait in slices.
+            while not self._done.acquire(timeout=_WAIT_SLICE):
+                pass
+        elif not self._done.acquire(timeout=timeout):
             return False
         self._done.release()  # stays open for any later look
         return True
