@@ -1,7 +1,7 @@
 """The blocking API's price: ``chutes_jobs.sync`` against the async API (a script, not a test).
 
     /work/venv/bin/python benchmarks/bench_sync.py [--creates 2000] [--downloads 200]
-        [--size-mib 4] [--calls 20000] [--rounds 5] [--dir DIR]
+        [--size-mib 4] [--calls 20000] [--rounds 5] [--memory-runs 3] [--dir DIR]
 
 The emulator (``python -m chutes_jobs.emulator``) runs in a subprocess, so it does not share
 the measured clients' GIL. Three clients, each with one session:
@@ -25,8 +25,8 @@ drifts alike for all (on a shared machine, runs minutes apart differ by 30-50%):
    (``fsync=False``: the disk is not what is measured), alternating round by round.
 
 Memory: each client then runs phases 1 and 2 alone in a subprocess of its own, on a fresh
-emulator, and reports the peak RSS growth of each phase (VmHWM after a reset; for the
-downloads, the median over the rounds).
+emulator, and reports the peak RSS growth of each phase (VmHWM after a reset), ``--memory-runs``
+times; the median is printed (one run's download figure swings by +-20 MiB).
 
 Printed: mean and median time per call of each client, the ratio to ``async`` (target: sync
 <= 1.10x), the peak RSS growth (target: sync <= async + 10 MiB).
@@ -216,21 +216,15 @@ def peak_rss_growth(into: dict[str, float], key: str) -> Iterator[None]:
 
 
 async def measure_memory(name: str, base: str, spec: dict[str, Any], out: Path) -> Any:
-    """One client alone: peak RSS growth of the creates, and the median of each round of
-    downloads' (one round's figure swings by +-20 MiB)."""
+    """One client alone: peak RSS growth of the creates, then of one round of downloads."""
     client = CLIENT_CLASSES[name](base, spec)
     await _warm_up(client, out)
     rss: dict[str, float] = {}
     with peak_rss_growth(rss, "create"):
         for _ in range(spec["creates"]):
             await client.create()
-    rounds = []
-    for _ in range(spec["rounds"]):
-        with peak_rss_growth(rss, "download"):
-            await client.downloads(spec["downloads"], out)
-        rounds.append(rss["download"])
-        _empty(out)
-    rss["download"] = statistics.median(rounds)
+    with peak_rss_growth(rss, "download"):
+        await client.downloads(spec["downloads"], out)
     await client.close()
     return rss
 
@@ -309,6 +303,7 @@ def main() -> None:
     parser.add_argument("--downloads", type=int, default=200)
     parser.add_argument("--size-mib", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--memory-runs", type=int, default=3)
     parser.add_argument("--dir", help="folder for the files (default: a temp dir on disk)")
     args = parser.parse_args()
     clients = [c for c in CLIENTS if c != "anyio portal" or importlib.util.find_spec("anyio")]
@@ -322,7 +317,18 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
         times = in_subprocess("interleaved", spec, Path(tmp))
-        memory = {name: in_subprocess(name, spec, Path(tmp)) for name in clients}
+        runs = [
+            in_subprocess(name, spec, Path(tmp))
+            for _ in range(args.memory_runs)
+            for name in clients
+        ]
+        memory = {
+            name: {
+                phase: statistics.median(run[phase] for run in runs[i :: len(clients)])
+                for phase in ("create", "download")
+            }
+            for i, name in enumerate(clients)
+        }
     report(times, memory, args)
 
 
