@@ -17,8 +17,8 @@ before the interrupt goes on. Its cleanup therefore runs to its end: a download 
 ``.part``, ``submit_many`` records the creates under way and closes its ledger.
 
 Why not ``anyio.from_thread.start_blocking_portal``: measured side by side
-(``benchmarks/bench_sync.py``, calls interleaved), a portal call costs about twice as much
-(a call doing no I/O: 241 against 101 us median on the loaded 2-core machine): it hops threads
+(``benchmarks/bench_sync.py``, calls interleaved), a portal call costs over twice as much
+(a call doing no I/O: 178 against 76 us median on a shared 2-core machine): it hops threads
 to spawn a task in the portal's task group, then back with the result, where this loop is woken
 once. And a cancelled portal call is cancelled again at every ``await`` until it ends (anyio's
 level cancellation), which cuts short the cleanup the library shields with ``asyncio.shield``
