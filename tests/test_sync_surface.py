@@ -91,7 +91,7 @@ def test_signatures_and_docstrings_match(
     ours, theirs = getattr(blocking, name), getattr(original, name)
     mine, async_one = inspect.signature(ours), inspect.signature(theirs)
     if name == "run_and_report":
-        async_one = _with_fn_annotation(async_one, "SyncJobFunction")
+        async_one = _reannotated(async_one, "fn", "SyncJobFunction")
     assert list(mine.parameters.values()) == list(async_one.parameters.values())
     assert mine.return_annotation == ITERATORS.get(name, async_one.return_annotation)
     if name in HAND_WRITTEN or name in ITERATORS:  # the async docstring, then a note
@@ -100,17 +100,19 @@ def test_signatures_and_docstrings_match(
         assert ours.__doc__ == theirs.__doc__
 
 
-def _with_fn_annotation(signature: inspect.Signature, annotation: str) -> inspect.Signature:
-    params = [
-        p.replace(annotation=annotation) if p.name == "fn" else p
-        for p in signature.parameters.values()
-    ]
-    return signature.replace(parameters=params)
+def _reannotated(signature: inspect.Signature, name: str, annotation: str) -> inspect.Signature:
+    """``signature`` with parameter ``name`` annotated ``annotation``."""
+    params = signature.parameters.values()
+    return signature.replace(
+        parameters=[p.replace(annotation=annotation) if p.name == name else p for p in params]
+    )
 
 
 def test_constructors_and_from_env_match() -> None:
     assert inspect.signature(sync.ChutesSession) == inspect.signature(chutes_jobs.ChutesSession)
-    assert inspect.signature(sync.JobHandle) == inspect.signature(chutes_jobs.JobHandle)
+    # A blocking handle is made on a blocking session, whatever the async one is typed to take.
+    ours, theirs = inspect.signature(sync.JobHandle), inspect.signature(chutes_jobs.JobHandle)
+    assert ours == _reannotated(theirs, "session", "ChutesSession")
     assert inspect.signature(sync.ChutesSession.from_env) == inspect.signature(
         chutes_jobs.ChutesSession.from_env
     )
@@ -119,7 +121,7 @@ def test_constructors_and_from_env_match() -> None:
 
 def test_module_level_run_and_report_matches() -> None:
     ours = inspect.signature(sync.run_and_report)
-    theirs = _with_fn_annotation(inspect.signature(chutes_jobs.run_and_report), "SyncJobFunction")
+    theirs = _reannotated(inspect.signature(chutes_jobs.run_and_report), "fn", "SyncJobFunction")
     assert ours == theirs
     assert sync.run_and_report.__doc__ == chutes_jobs.run_and_report.__doc__
 
