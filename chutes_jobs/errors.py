@@ -21,6 +21,7 @@ __all__ = [
     "AnswerTooLargeError",
     "AuthenticationError",
     "BadRequestError",
+    "BlockingCallError",
     "ChutesError",
     "ConfigurationError",
     "ConflictError",
@@ -244,6 +245,12 @@ def unreadable_job_error(error: ServerError, job_id: str) -> ServerError:
     )
     unreadable.retry_after = error.retry_after
     return unreadable
+
+
+class BlockingCallError(ChutesError, RuntimeError):
+    """A blocking call of :mod:`chutes_jobs.sync` was made on its session's own event loop
+    thread (from a callback or a job function), where waiting would deadlock; nothing was sent.
+    """
 
 
 class JobFailedError(ChutesError):

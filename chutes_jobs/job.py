@@ -15,6 +15,7 @@ from ._http import as_job
 from ._job_args import DISK_GB_MAX as DISK_GB_MAX
 from ._job_args import DISK_GB_MIN as DISK_GB_MIN
 from ._job_args import create_body, create_path, segment
+from ._progress_bar import progress_option
 from .errors import (
     ConfigurationError,
     DeleteFailedError,
@@ -225,7 +226,7 @@ class JobHandle:
         file: OutputFile | str,
         dest: str | PathLike[str],
         *,
-        progress: ProgressCallback | None = None,
+        progress: ProgressCallback | bool | None = None,
         overwrite: bool = False,
         fsync: bool = True,
     ) -> Path:
@@ -237,18 +238,21 @@ class JobHandle:
         where the server answers 206 and restarts where it answers 200; every attempt that
         gets further than the ones before renews the retry budget. ``FileExistsError`` if
         ``dest`` exists and not ``overwrite``; :class:`OutputMissingError` if the worker never
-        uploaded the file.
+        uploaded the file. ``progress``: a callback getting :class:`TransferProgress`
+        snapshots, or ``True`` for a progress bar where one can be drawn (a terminal, Jupyter;
+        needs rich, the ``cli`` extra), nothing elsewhere.
         """
         resolved = await self._uploaded_file(file)
-        return await downloads.download_file(
-            self._session,
-            self._id,
-            resolved,
-            Path(dest),
-            progress=progress,
-            overwrite=overwrite,
-            fsync=fsync,
-        )
+        with progress_option(progress) as callback:
+            return await downloads.download_file(
+                self._session,
+                self._id,
+                resolved,
+                Path(dest),
+                progress=callback,
+                overwrite=overwrite,
+                fsync=fsync,
+            )
 
     async def _uploaded_file(self, file: OutputFile | str) -> OutputFile:
         """``file`` resolved against the last snapshot, refreshed when that one is stale."""
@@ -266,7 +270,7 @@ class JobHandle:
         dest_dir: str | PathLike[str],
         *,
         concurrency: int = 4,
-        progress: ProgressCallback | None = None,
+        progress: ProgressCallback | bool | None = None,
         overwrite: bool = False,
         fsync: bool = True,
     ) -> dict[str, Path]:
@@ -278,18 +282,22 @@ class JobHandle:
         ``ExceptionGroup``) is raised after all others finished; its ``downloaded`` holds the
         paths that landed. An existing file is kept (``FileExistsError`` in the group) unless
         ``overwrite``. ``fsync=False`` skips flushing each file to disk before its rename.
+        ``progress``: a callback getting :class:`TransferProgress` snapshots, or ``True`` for
+        a bar per file where one can be drawn (a terminal, Jupyter; needs rich, the ``cli``
+        extra), nothing elsewhere.
         """
         job = self._job if self._job is not None and self._job.is_finished else None
         job = job or await self.refresh()
-        return await downloads.download_all(
-            self._session,
-            job,
-            Path(dest_dir),
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=overwrite,
-            fsync=fsync,
-        )
+        with progress_option(progress) as callback:
+            return await downloads.download_all(
+                self._session,
+                job,
+                Path(dest_dir),
+                concurrency=concurrency,
+                progress=callback,
+                overwrite=overwrite,
+                fsync=fsync,
+            )
 
     # -- worker side -------------------------------------------------------------------------
     # A worker's handle comes from ChutesSession.job_from_status_url: it holds the job token

@@ -7,6 +7,10 @@ Fixtures:
   ``base_url`` with its ``api_key``; the ``demo`` chute is registered.
 - ``chutes_session``: a :class:`chutes_jobs.ChutesSession` bound to ``chutes_emulator`` (its
   ``base_url`` and ``api_key``), closed after the test.
+- ``chutes_sync_emulator``: for blocking tests, an emulator served from a thread of its own
+  (:func:`chutes_jobs.emulator.in_background`), closed after the test.
+- ``chutes_sync_session``: a blocking :class:`chutes_jobs.sync.ChutesSession` bound to
+  ``chutes_sync_emulator``, closed after the test. Neither needs pytest-asyncio.
 
 This module imports cheaply (the emulator and aiohttp load only when a fixture is used) and
 never requires ``bittensor_wallet``.
@@ -14,7 +18,7 @@ never requires ``bittensor_wallet``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,8 +26,9 @@ import pytest
 if TYPE_CHECKING:
     from .emulator import Emulator
     from .session import ChutesSession
+    from .sync import ChutesSession as SyncChutesSession
 
-__all__ = ["chutes_emulator", "chutes_session"]
+__all__ = ["chutes_emulator", "chutes_session", "chutes_sync_emulator", "chutes_sync_session"]
 
 
 async def _chutes_emulator() -> AsyncIterator[Emulator]:
@@ -61,3 +66,23 @@ async def _chutes_session(chutes_emulator: Emulator) -> AsyncIterator[ChutesSess
 
 
 chutes_session = _async_fixture(_chutes_session, "chutes_session")
+
+
+@pytest.fixture
+def chutes_sync_emulator() -> Iterator[Emulator]:
+    """A started emulator serving from its own thread (free port, temporary data dir)."""
+    from .emulator import in_background
+
+    with in_background() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def chutes_sync_session(chutes_sync_emulator: Emulator) -> Iterator[SyncChutesSession]:
+    """A blocking :class:`chutes_jobs.sync.ChutesSession` bound to ``chutes_sync_emulator``."""
+    from .sync import ChutesSession
+
+    with ChutesSession(
+        base_url=chutes_sync_emulator.base_url, api_key=chutes_sync_emulator.api_key
+    ) as session:
+        yield session

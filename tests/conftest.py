@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +115,39 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     """URL of a new, empty PostgreSQL database for this test alone (dropped afterwards)."""
     with _postgres.fresh_database(postgres_server) as url:
         yield url
+
+
+CtrlC = Callable[[Callable[[], bool]], AbstractContextManager[None]]
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[CtrlC]:
+    """``with ctrl_c(condition):`` presses Ctrl-C (a real SIGINT to the main thread, where
+    pytest runs the test) once ``condition()`` holds, polled from another thread."""
+    main = threading.main_thread().ident
+    assert main is not None and threading.current_thread() is threading.main_thread()
+
+    @contextmanager
+    def when(condition: Callable[[], bool]) -> Iterator[None]:
+        done = threading.Event()
+
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while not done.wait(0.01) and time.monotonic() < deadline:
+                if condition():
+                    signal.pthread_kill(main, signal.SIGINT)
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield when
+    finally:
+        signal.signal(signal.SIGINT, previous)
