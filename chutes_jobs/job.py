@@ -23,6 +23,7 @@ from .errors import (
     OutputMissingError,
     ServerError,
 )
+from .instrumentation.scopes import notify_state, operation
 from .models import Job, OutputFile
 from .polling import PollPolicy, poll_job
 from .retry import CallKind, RetryPolicy
@@ -54,6 +55,7 @@ async def create_job(
     )
     job = job_from_answer(data, "POST", path)
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
+    notify_state(session.hooks, job.job_id, None, job.state)
     return JobHandle(session, job.job_id, job=job)
 
 
@@ -107,13 +109,20 @@ class JobHandle:
         """The job's API path, ``/jobs/{job_id}``."""
         return f"/jobs/{quote(self._id, safe='')}"
 
+    def _keep(self, job: Job) -> Job:
+        """Store a new snapshot; tell the hooks when the job's state changed."""
+        previous, self._job = self._job, job
+        if previous is None or previous.state is not job.state:
+            was = None if previous is None else previous.state
+            notify_state(self._session.hooks, self._id, was, job.state)
+        return job
+
     # -- user side ---------------------------------------------------------------------------
 
     async def refresh(self) -> Job:
         """Fetch the job's current snapshot (GET), store it in :attr:`job` and return it."""
         data = await self._session.request("GET", self.path, kind=CallKind.READ)
-        self._job = job_from_answer(data, "GET", self.path)
-        return self._job
+        return self._keep(job_from_answer(data, "GET", self.path))
 
     async def watch(
         self, *, timeout: float | None = None, poll: PollPolicy | None = None
@@ -151,11 +160,13 @@ class JobHandle:
         seconds (the job keeps running; nothing is deleted).
         """
         final: Job | None = None
-        async for snapshot in self.watch(timeout=timeout, poll=poll):
-            final = snapshot
-        assert final is not None and final.is_finished
-        if raise_on_failure and final.failed:
-            raise JobFailedError(final)
+        with operation(self._session.hooks, "wait", self._id) as waiting:
+            async for snapshot in self.watch(timeout=timeout, poll=poll):
+                final = snapshot
+            assert final is not None and final.is_finished
+            waiting.outcome = "failed" if final.failed else "finished"
+            if raise_on_failure and final.failed:
+                raise JobFailedError(final)
         return final
 
     async def delete(self) -> None:
@@ -264,16 +275,17 @@ class JobHandle:
         ``overwrite``. ``fsync=False`` skips flushing each file to disk before its rename.
         """
         job = self._job if self._job is not None and self._job.is_finished else None
-        job = job or await self.refresh()
-        return await downloads.download_all(
-            self._session,
-            job,
-            Path(dest_dir),
-            concurrency=concurrency,
-            progress=progress,
-            overwrite=overwrite,
-            fsync=fsync,
-        )
+        with operation(self._session.hooks, "download_outputs", self._id):
+            job = job or await self.refresh()
+            return await downloads.download_all(
+                self._session,
+                job,
+                Path(dest_dir),
+                concurrency=concurrency,
+                progress=progress,
+                overwrite=overwrite,
+                fsync=fsync,
+            )
 
     # -- worker side -------------------------------------------------------------------------
     # A worker's handle comes from ChutesSession.job_from_status_url: it holds the job token
@@ -325,7 +337,7 @@ class JobHandle:
             detail=detail,
             outputs=outputs,
         )
-        self._job = targets.job
+        self._keep(targets.job)
         self._uploaded_names().clear()
         return targets
 
@@ -345,7 +357,9 @@ class JobHandle:
         snapshots (``done`` restarts from 0 on a retry).
         """
         self._worker_token()
-        result = await worker.upload_file(self._session, name, Path(source), url, progress=progress)
+        result = await worker.upload_file(
+            self._session, name, Path(source), url, progress=progress, job_id=self._id
+        )
         self._uploaded_names().add(name)
         return result
 
@@ -363,9 +377,11 @@ class JobHandle:
         (``report.failed``, ``report.reasons``, ``report.raise_for_failures()``).
         """
         self._worker_token()
-        report = await worker.upload_all(
-            self._session, targets, concurrency=concurrency, progress=progress
-        )
+        with operation(self._session.hooks, "upload_outputs", self._id) as uploading:
+            report = await worker.upload_all(
+                self._session, targets, concurrency=concurrency, progress=progress
+            )
+            uploading.outcome = "ok" if report.ok else "failed"
         self._uploaded_names().update(report.succeeded)
         return report
 
@@ -377,14 +393,14 @@ class JobHandle:
         own re-send) counts as success; the final job is then read back if the session has user
         credentials, else rebuilt from the last snapshot (:func:`worker.assumed_final`).
         """
-        self._job = await worker.complete_job(
+        final = await worker.complete_job(
             self._session,
             self.path,
             self._worker_token(),
             last=self._job,
             uploaded=self._uploaded_names(),
         )
-        return self._job
+        return self._keep(final)
 
     async def run_and_report(self, fn: report.JobFunction, /, **job_args: Any) -> Job:
         """Run ``fn(output_dir=..., **job_args)`` as this job's worker, then report and complete.

@@ -38,6 +38,7 @@ from .errors import (
     ConfigurationError,
     ProtocolError,
 )
+from .instrumentation.scopes import TransferWatch
 from .models import Job
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
@@ -277,27 +278,32 @@ async def upload_file(
     url: str,
     *,
     progress: ProgressCallback | None = None,
+    job_id: str | None = None,
 ) -> UploadResult:
     """Send one file as a streamed multipart PUT; a retry re-opens the file and sends it whole.
 
     Retried like any transfer (connection errors, 408, 429, 5xx) up to the policy's attempts;
     the policy's total deadline is not applied, since one attempt of a multi-GB file may
-    legitimately take longer than it.
+    legitimately take longer than it. The instrumentation hooks see one ``upload`` operation
+    and transfer (of job ``job_id``).
     """
     target, token = split_token(url)
     policy = attrs.evolve(session.retry_policy, deadline=None)
+    async with TransferWatch(session.hooks, "upload", job_id, name, source) as watch:
+        progress = watch.progress(progress)
 
-    async def attempt(number: int) -> UploadResult:
-        log.debug("upload attempt %d: %s", number, name)
-        body, size = await asyncio.to_thread(_upload_body, source, name, progress)
-        async with session.send_once(
-            "PUT", target, auth=False, token=token, data=body, timeout=session.transfer_timeout
-        ) as response:
-            raw = await response.read()
-        return _upload_result(name, size, raw, target)
+        async def attempt(number: int) -> UploadResult:
+            log.debug("upload attempt %d: %s", number, name)
+            body, size = await asyncio.to_thread(_upload_body, source, name, progress)
+            async with session.send_once(
+                "PUT", target, auth=False, token=token, data=body,
+                timeout=session.transfer_timeout, attempt=number,
+            ) as response:  # fmt: skip
+                raw = await response.read()
+            return _upload_result(name, size, raw, target)
 
-    result = await policy.run(CallKind.TRANSFER, attempt)
-    log.info("uploaded %s (%d bytes)", name, result.size)
+        result = await policy.run(CallKind.TRANSFER, attempt, hooks=session.hooks)
+        watch.attempt_done(0, result.size)
     return result
 
 
@@ -349,8 +355,9 @@ async def upload_all(
         async with gate:
             try:
                 succeeded[name] = await upload_file(
-                    session, name, targets.sources[name], targets.urls[name], progress=progress
-                )
+                    session, name, targets.sources[name], targets.urls[name],
+                    progress=progress, job_id=targets.job.job_id,
+                )  # fmt: skip
             except Exception as exc:  # one file failing must not stop the others
                 log.warning("upload of %s failed: %s", name, _one_line(exc))
                 failed[name] = exc

@@ -1,4 +1,4 @@
-"""What came back: an answer's limits, its error, its JSON, and how it is logged.
+"""What came back: an answer's limits, its error and its JSON.
 
 Both lanes (aiohttp and the HTTP/1.1 pool) hand their answers here, so a status, a body or a
 size is judged the same way whichever lane carried it.
@@ -7,7 +7,6 @@ size is judged the same way whichever lane carried it.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -25,12 +24,8 @@ __all__ = [
     "answer_error",
     "job_from_answer",
     "json_answer",
-    "log_answer",
-    "log_attempt",
     "too_large",
 ]
-
-logger = logging.getLogger("chutes_jobs")
 
 #: The largest JSON answer (decoded) either lane accepts. A job's ``result`` is stored as the
 #: worker sent it and comes back with every GET (and its ``job_args`` with it), so this stays
@@ -121,13 +116,3 @@ def job_from_answer(data: Any, method: str, path: str) -> Job:
             method=method,
             url=path,
         ) from exc
-
-
-def log_attempt(number: int, method: str, url: yarl.URL) -> None:
-    if logger.isEnabledFor(logging.DEBUG):  # redacting costs: only when it is logged
-        logger.debug("attempt %d: %s %s", number, method, redact_url(url))
-
-
-def log_answer(status: int, method: str, url: yarl.URL) -> None:
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("%s %s -> HTTP %d", method, redact_url(url), status)

@@ -92,7 +92,7 @@ async def submit_many(
     )  # fmt: skip
     opened = await Ledger.open(ledger) if ledger is not None else None
     run = BulkRun(session, options, opened)
-    main = asyncio.create_task(run.main(inputs))
+    main = asyncio.create_task(run.observed_main(inputs))
     try:
         while (result := await run.results.get()) is not None:
             run.in_flight.release()

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._http import bulk_traffic
 from ..errors import ConfigurationError, DuplicateInputError
+from ..instrumentation.events import BulkCounters
+from ..instrumentation.hooks import emit
+from ..instrumentation.scopes import operation
 from ..job import JobHandle
 from .create import JobCreator
 from .follow import JobFollower
@@ -51,6 +54,9 @@ class BulkRun:
         self.active_keys: dict[str, int] = {}
         self.submitters: list[asyncio.Task[None]] = []
         self.followers: set[asyncio.Task[None]] = set()
+        self.hooks = session.hooks
+        #: Results handed out so far, per outcome (kept for the instrumentation hooks).
+        self.counts = dict.fromkeys(BulkOutcome, 0)
 
     # -- the producer ------------------------------------------------------------------------
 
@@ -140,6 +146,18 @@ class BulkRun:
         if result.key:
             self.active_keys.pop(result.key, None)
         self.results.put_nowait(result)
+        self.counts[result.outcome] += 1
+        if takers := self.hooks.of(BulkCounters):
+            emit(takers, self.counters(result.outcome))
+
+    def counters(self, outcome: BulkOutcome) -> BulkCounters:
+        """The run's counters, after a result of ``outcome``."""
+        counts, o = self.counts, BulkOutcome
+        return BulkCounters(
+            outcome.value, self.taken, sum(counts.values()), counts[o.SUBMITTED],
+            counts[o.FINISHED], counts[o.FAILED], counts[o.DOWNLOADED], counts[o.NOT_SUBMITTED],
+            counts[o.UNKNOWN],
+        )  # fmt: skip
 
     # -- the followers -------------------------------------------------------------------------
 
@@ -157,6 +175,12 @@ class BulkRun:
         self.emit(result)
 
     # -- the whole run -----------------------------------------------------------------------
+
+    async def observed_main(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
+        """:meth:`main` as the ``submit_many`` operation: the tasks it starts inherit its
+        context, so a tracer's span of the run is the parent of every call made."""
+        with operation(self.hooks, "submit_many"):
+            await self.main(inputs)
 
     async def main(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Feed, submit, follow; then tell the consumer the run is over.

@@ -1,0 +1,48 @@
+"""The API's route templates: ``/jobs/abc`` is ``/jobs/{job_id}`` (for events and spans).
+
+The routes are those of ``docs/PROTOCOL.md``. A template keeps the path prefix of the
+session's ``base_url`` (``https://host/api`` gives ``/api/jobs/{job_id}``); a URL that is none
+of the routes has no template.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import yarl
+
+__all__ = ["route_template"]
+
+
+def route_template(method: str, url: yarl.URL, base_url: yarl.URL) -> str | None:
+    """The route template of ``method url``, or None when it is not an API route."""
+    same_origin = (url.scheme, url.host, url.port) == (
+        base_url.scheme,
+        base_url.host,
+        base_url.port,
+    )
+    prefix = base_url.path.rstrip("/") if same_origin else ""
+    return _template(method, url.path, prefix)
+
+
+@functools.lru_cache(maxsize=1024)  # a bulk run's creates all share one path
+def _template(method: str, path: str, prefix: str) -> str | None:
+    if prefix and path.startswith(prefix + "/"):
+        rest = path[len(prefix) :]
+    else:
+        rest, prefix = path, ""
+    segments = rest.strip("/").split("/")
+    if segments[0] != "jobs" or not all(segments):
+        return None
+    count, fixed = len(segments), segments[2] if len(segments) > 2 else None
+    if count == 2:
+        shape = "/jobs/{job_id}"
+    elif count == 3 and method == "PUT" and fixed == "upload":
+        shape = "/jobs/{job_id}/upload"
+    elif count == 3 and method == "POST":
+        shape = "/jobs/{chute_id}/{method}"
+    elif count == 4 and method == "GET" and fixed == "download":
+        shape = "/jobs/{job_id}/download/{file_id}"
+    else:
+        return None
+    return prefix + shape
