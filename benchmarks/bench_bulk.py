@@ -11,10 +11,18 @@ JSON), side by side in one run:
 * a new ``ClientSession`` per request;
 * ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed).
 
+Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
+default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with
+OpenTelemetry on (the SDK, spans batched to an exporter that drops them, metrics read by a
+periodic reader into an exporter that drops them); each row runs in a fresh subprocess, rounds
+interleaved. ``--baseline DIR`` adds a row for the package in DIR (an earlier tree, e.g.
+``git archive <commit> | tar -x -C DIR``) run the same way. ``--hooks-only`` runs only this part.
+
 ``--e2e``: 10,000 jobs end to end through ``submit_many`` on the emulator (in a subprocess, so the
 client's CPU shows on its own), with the client's and the emulator's CPU shares.
 
     /work/venv/bin/python benchmarks/bench_bulk.py [-n 20000] [--rounds 3] [--e2e]
+        [--hooks-only] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -284,6 +292,100 @@ def bench_creates(n: int, rounds: int) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- instrumentation
+
+
+def _set_up_hooks(variant: str) -> None:
+    """Install the hooks of ``variant`` in this (fresh) process."""
+    if variant in ("today", "default hooks (logging)"):
+        return
+    from chutes_jobs import instrumentation
+
+    instrumentation.clear_hooks()
+    if variant == "no-op hook":
+        instrumentation.add_hook(lambda event: None)
+    elif variant == "OpenTelemetry SDK":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            MetricExporter,
+            MetricExportResult,
+            PeriodicExportingMetricReader,
+        )
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class Spans(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        class Metrics(MetricExporter):
+            def export(self, metrics_data: Any, **kwargs: Any) -> MetricExportResult:
+                return MetricExportResult.SUCCESS
+
+            def force_flush(self, timeout_millis: float = 0) -> bool:
+                return True
+
+            def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
+                pass
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(Spans()))
+        reader = PeriodicExportingMetricReader(Metrics(), export_interval_millis=10_000)
+        instrumentation.enable_opentelemetry(tracer_provider, MeterProvider([reader]))
+
+
+HOOK_VARIANTS = ("hooks off", "default hooks (logging)", "no-op hook", "OpenTelemetry SDK")
+
+
+def _client_run(variant: str, base_url: str, n: int) -> None:
+    """One measured ``submit_many`` run in this subprocess; prints rate, CPU and peak RSS."""
+    _set_up_hooks(variant)
+    measure(chutes_jobs_no_ledger, base_url, min(n, 2000))  # warm up
+    rate, cpu = measure(chutes_jobs_no_ledger, base_url, n)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rate": rate, "cpu": cpu, "rss_mib": rss}))
+
+
+def _run_variant(variant: str, base_url: str, n: int, tree: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = [sys.executable, __file__, "client", variant, base_url, str(n)]
+    result: dict[str, float] = json.loads(subprocess.check_output(command, env=env))
+    return result
+
+
+def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
+    """creates/s of ``submit_many`` per instrumentation variant, side by side."""
+    here = str(Path(__file__).resolve().parent.parent)
+    trees = {variant: here for variant in HOOK_VARIANTS}
+    if baseline is not None:
+        trees = {"today": str(Path(baseline).resolve()), **trees}
+    best: dict[str, dict[str, float]] = {}
+    with server("trivial") as (info, _):
+        for _ in range(rounds):
+            for variant, tree in trees.items():
+                run = _run_variant(variant, info["base_url"], n, tree)
+                if run["rate"] > best.get(variant, {"rate": 0.0})["rate"]:
+                    best[variant] = run
+    off = best["hooks off"]["rate"]
+    print(f"\ninstrumentation: submit_many creates/s, {n} creates, best of {rounds} rounds")
+    header = f"{'variant':26} {'creates/s':>10} {'CPU us/create':>14} {'x hooks off':>12}"
+    print(f"{header} {'peak MiB':>9}")
+    for variant, run in best.items():
+        print(
+            f"{variant:26} {run['rate']:10.0f} {run['cpu']:14.1f} {run['rate'] / off:12.3f} "
+            f"{run['rss_mib']:9.1f}"
+        )
+    noop = best["no-op hook"]["rate"]
+    print(f"\nno-op hook / hooks off = {noop / off:.3f} (target >= 0.95)", end="")
+    if "today" in best:
+        print(f"; hooks off / today = {off / best['today']['rate']:.3f} (target: within noise)")
+    print()
+
+
 def bench_e2e(n: int) -> None:
     """``n`` jobs end to end (create, wait) through ``submit_many`` on the emulator."""
     import chutes_jobs as cj
@@ -317,13 +419,19 @@ def bench_e2e(n: int) -> None:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
         return _serve_trivial() if sys.argv[2] == "trivial" else _serve_emulator()
+    if len(sys.argv) == 5 and sys.argv[1] == "client":
+        return _client_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="creates per client run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--e2e", action="store_true", help="also 10,000 jobs on the emulator")
     parser.add_argument("--e2e-jobs", type=int, default=10_000)
+    parser.add_argument("--hooks-only", action="store_true", help="only the instrumentation rows")
+    parser.add_argument("--baseline", help="a package tree to measure as 'today'")
     args = parser.parse_args()
-    bench_creates(args.n, args.rounds)
+    if not args.hooks_only:
+        bench_creates(args.n, args.rounds)
+    bench_hooks(args.n, args.rounds, args.baseline)
     if args.e2e:
         bench_e2e(args.e2e_jobs)
     return None

@@ -235,7 +235,7 @@ class Transport:
             self.hooks,
             method,
             url,
-            route=lambda: route_template(method, url, self.base_url),
+            route=lambda: route_template(method, path, self.base_url),
             token=token is not None,
             call_kind=kind.value,
         )

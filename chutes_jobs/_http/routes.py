@@ -14,15 +14,23 @@ import yarl
 __all__ = ["route_template"]
 
 
-def route_template(method: str, url: yarl.URL, base_url: yarl.URL) -> str | None:
-    """The route template of ``method url``, or None when it is not an API route."""
-    same_origin = (url.scheme, url.host, url.port) == (
+def route_template(method: str, target: str | yarl.URL, base_url: yarl.URL) -> str | None:
+    """The route template of ``method target``, or None when it is not an API route.
+
+    ``target`` is a URL, or a path under ``base_url`` as a string (``/jobs/abc``: the common
+    case, and the cheap one).
+    """
+    prefix = base_url.path.rstrip("/")
+    if isinstance(target, str):
+        if "://" not in target:
+            return _template(method, f"{prefix}/{target.lstrip('/')}", prefix)
+        target = yarl.URL(target)
+    same_origin = (target.scheme, target.host, target.port) == (
         base_url.scheme,
         base_url.host,
         base_url.port,
     )
-    prefix = base_url.path.rstrip("/") if same_origin else ""
-    return _template(method, url.path, prefix)
+    return _template(method, target.path, prefix if same_origin else "")
 
 
 @functools.lru_cache(maxsize=1024)  # a bulk run's creates all share one path

@@ -112,6 +112,7 @@ async def _shut_down(run: BulkRun, main: asyncio.Task[None], ledger: Ledger | No
             if not main.done():
                 await run.stop(main)
         finally:
+            run.counters.tell(run.taken, final=True)
             if ledger is not None:
                 await ledger.close()
 

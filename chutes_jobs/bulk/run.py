@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._http import bulk_traffic
 from ..errors import ConfigurationError, DuplicateInputError
-from ..instrumentation.events import BulkCounters
-from ..instrumentation.hooks import emit
 from ..instrumentation.scopes import operation
 from ..job import JobHandle
+from .counters import RunCounters
 from .create import JobCreator
 from .follow import JobFollower
 from .ledger import LedgerEntry, LedgerStore
@@ -55,8 +54,8 @@ class BulkRun:
         self.submitters: list[asyncio.Task[None]] = []
         self.followers: set[asyncio.Task[None]] = set()
         self.hooks = session.hooks
-        #: Results handed out so far, per outcome (kept for the instrumentation hooks).
-        self.counts = dict.fromkeys(BulkOutcome, 0)
+        #: Results handed out so far, per outcome (told to the instrumentation hooks).
+        self.counters = RunCounters(session.hooks)
 
     # -- the producer ------------------------------------------------------------------------
 
@@ -146,18 +145,7 @@ class BulkRun:
         if result.key:
             self.active_keys.pop(result.key, None)
         self.results.put_nowait(result)
-        self.counts[result.outcome] += 1
-        if takers := self.hooks.of(BulkCounters):
-            emit(takers, self.counters(result.outcome))
-
-    def counters(self, outcome: BulkOutcome) -> BulkCounters:
-        """The run's counters, after a result of ``outcome``."""
-        counts, o = self.counts, BulkOutcome
-        return BulkCounters(
-            outcome.value, self.taken, sum(counts.values()), counts[o.SUBMITTED],
-            counts[o.FINISHED], counts[o.FAILED], counts[o.DOWNLOADED], counts[o.NOT_SUBMITTED],
-            counts[o.UNKNOWN],
-        )  # fmt: skip
+        self.counters.add(result.outcome, self.taken)
 
     # -- the followers -------------------------------------------------------------------------
 
@@ -180,7 +168,10 @@ class BulkRun:
         """:meth:`main` as the ``submit_many`` operation: the tasks it starts inherit its
         context, so a tracer's span of the run is the parent of every call made."""
         with operation(self.hooks, "submit_many"):
-            await self.main(inputs)
+            try:
+                await self.main(inputs)
+            finally:
+                self.counters.tell(self.taken, final=False)  # while the run's span is open
 
     async def main(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Feed, submit, follow; then tell the consumer the run is over.

@@ -159,22 +159,23 @@ class OperationEnded:
 
 @attrs.frozen
 class BulkCounters:
-    """A ``submit_many`` run reported one more result, of ``outcome`` (a
-    :class:`~chutes_jobs.BulkOutcome` value); the counts are the run's totals so far.
+    """A ``submit_many`` run's totals so far: results per :class:`~chutes_jobs.BulkOutcome`.
 
-    ``taken`` is how many inputs were read, ``reported`` how many results were handed to the
-    consumer; the other counts are results per outcome.
+    Emitted at most every 0.25 s while results come in, when the run's work ends, and once
+    with ``final`` true when the run is over (after a stop, the creates it let finish
+    included). ``run`` tells runs apart (a number unique in this process); ``taken`` is how
+    many inputs were read.
     """
 
-    outcome: str
+    run: int
     taken: int
-    reported: int
     submitted: int
     finished: int
     failed: int
     downloaded: int
     not_submitted: int
     unknown: int
+    final: bool
 
 
 Event: TypeAlias = (

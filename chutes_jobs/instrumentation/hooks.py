@@ -187,27 +187,32 @@ def emit(hooks: tuple[Hook, ...], event: Event) -> None:
 _Managers: TypeAlias = list[tuple[Hook, AbstractContextManager[Any]]]
 
 
-def open_scopes(hooks: tuple[Hook, ...], event: Event) -> _Managers:
-    """Emit an opening event and enter the context managers the hooks returned."""
-    managers: _Managers = []
+def open_scopes(hooks: tuple[Hook, ...], event: Event) -> _Managers | None:
+    """Emit an opening event and enter the context managers the hooks returned (None: none)."""
+    managers: _Managers | None = None
     for hook in hooks:
         try:
             manager = hook(event)
             if manager is not None and hasattr(manager, "__exit__"):
                 manager.__enter__()
+                managers = managers or []
                 managers.append((hook, manager))
         except Exception:
             hook_failed(hook, event)
     return managers
 
 
-def close_scopes(hooks: tuple[Hook, ...], event: Event, managers: _Managers) -> None:
+def close_scopes(hooks: tuple[Hook, ...], event: Event, managers: _Managers | None) -> None:
     """Emit the closing ``event``, then exit the managers in reverse order.
 
     They are exited without the exception, so no hook can swallow it.
     """
-    emit(hooks, event)
-    for hook, manager in reversed(managers):
+    for hook in hooks:
+        try:
+            hook(event)
+        except Exception:
+            hook_failed(hook, event)
+    for hook, manager in reversed(managers or ()):
         try:
             manager.__exit__(None, None, None)
         except Exception:

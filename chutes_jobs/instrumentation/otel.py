@@ -24,7 +24,7 @@ and buckets), ``chutes_jobs.retries`` (counter, by ``chutes_jobs.call_kind`` and
 ``error.type``), ``chutes_jobs.transfer.bytes`` (counter, By, by
 ``chutes_jobs.transfer.direction``), ``chutes_jobs.jobs`` (counter, jobs by
 ``chutes_jobs.outcome`` and ``chutes_jobs.operation``: each ``wait`` that ended, each result of
-a ``submit_many`` run).
+a ``submit_many`` run, counted from its ``BulkCounters``).
 
 No attribute holds a secret: events carry none (see :mod:`.events`), and exceptions are not
 recorded on spans (their class is, as ``error.type``).
@@ -132,6 +132,8 @@ class OpenTelemetryHook:
         self._jobs = meter.create_counter(
             "chutes_jobs.jobs", unit="{job}", description="Jobs waited for or run, by outcome."
         )
+        #: The last counters of each ``submit_many`` run under way (jobs are counted by delta).
+        self._runs: dict[int, BulkCounters] = {}
         self._open: ContextVar[_Open | None] = ContextVar(
             f"chutes_jobs_otel_{id(self)}", default=None
         )
@@ -283,9 +285,15 @@ class OpenTelemetryHook:
             span.set_attribute("chutes_jobs.bulk.inputs", opened.counts.taken)
 
     def _bulk_counters(self, event: BulkCounters) -> None:
-        self._jobs.add(
-            1, {"chutes_jobs.outcome": event.outcome, "chutes_jobs.operation": "submit_many"}
-        )
+        runs = self._runs
+        last = runs.pop(event.run, None) if event.final else runs.get(event.run)
+        for name in _BULK_COUNTS:
+            added = getattr(event, name) - (0 if last is None else getattr(last, name))
+            if added > 0:
+                attributes = {"chutes_jobs.outcome": name, "chutes_jobs.operation": "submit_many"}
+                self._jobs.add(added, attributes)
+        if not event.final:
+            runs[event.run] = event
         opened = self._open.get()
         if opened is not None and getattr(opened.event, "name", None) == "submit_many":
             opened.counts = event  # set on the run's span when it ends

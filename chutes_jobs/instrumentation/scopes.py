@@ -138,8 +138,11 @@ class RequestScope:
         tb: TracebackType | None,
     ) -> None:
         duration = time.perf_counter() - self._started
-        status = self.status if self.status is not None else _status_of(exc)
-        answered = RequestAnswered(self._sent, status, duration, error_type_of(exc))
+        if exc is None:
+            answered = RequestAnswered(self._sent, self.status, duration, None)
+        else:
+            status = self.status if self.status is not None else _status_of(exc)
+            answered = RequestAnswered(self._sent, status, duration, error_type_of(exc))
         close_scopes(self._observer.answered_to, answered, self._managers)
 
 
@@ -169,7 +172,7 @@ class OperationScope:
         self._hooks = hooks
         self._identity = (name, job_id, file)
         self._started: OperationStarted | None = None
-        self._managers: list[Any] = []
+        self._managers: list[Any] | None = None
         self._started_at = 0.0
 
     def __enter__(self) -> Self:
