@@ -20,11 +20,11 @@ def route_template(method: str, target: str | yarl.URL, base_url: yarl.URL) -> s
     ``target`` is a URL, or a path under ``base_url`` as a string (``/jobs/abc``: the common
     case, and the cheap one).
     """
-    prefix = base_url.path.rstrip("/")
     if isinstance(target, str):
         if "://" not in target:
-            return _template(method, f"{prefix}/{target.lstrip('/')}", prefix)
+            return _under_base(method, target, base_url.raw_path)
         target = yarl.URL(target)
+    prefix = base_url.path.rstrip("/")
     same_origin = (target.scheme, target.host, target.port) == (
         base_url.scheme,
         base_url.host,
@@ -34,6 +34,12 @@ def route_template(method: str, target: str | yarl.URL, base_url: yarl.URL) -> s
 
 
 @functools.lru_cache(maxsize=1024)  # a bulk run's creates all share one path
+def _under_base(method: str, path: str, base_path: str) -> str | None:
+    prefix = base_path.rstrip("/")
+    return _template(method, f"{prefix}/{path.lstrip('/')}", prefix)
+
+
+@functools.lru_cache(maxsize=1024)
 def _template(method: str, path: str, prefix: str) -> str | None:
     if prefix and path.startswith(prefix + "/"):
         rest = path[len(prefix) :]

@@ -1,8 +1,8 @@
 """What the library's code calls to emit events: each helper builds nothing without a hook.
 
-* :func:`request_observer`: one per HTTP call (None without a hook), whose ``attempt(n)`` is a
-  context manager per attempt (``RequestSent`` in, ``RequestAnswered`` out); the lane sets
-  ``.status`` on it as soon as the answer's status line arrives;
+* :func:`request_observer`: a :class:`RequestScope` per HTTP call (None without a hook), whose
+  ``attempt(n)`` is a context manager per attempt (``RequestSent`` in, ``RequestAnswered``
+  out); the lane sets ``.status`` on it as soon as the answer's status line arrives;
 * :func:`operation`: ``OperationStarted`` / ``OperationEnded`` around a user-level operation;
 * :class:`TransferWatch`: an operation that also reports a file's progress and its end;
 * :func:`notify_retry`, :func:`notify_state` for single events.
@@ -36,7 +36,7 @@ from .hooks import PROCESS_HOOKS, Hook, HookSet, close_scopes, emit, open_scopes
 
 __all__ = [
     "OperationScope",
-    "RequestObserver",
+    "RequestScope",
     "TransferWatch",
     "error_type_of",
     "notify_retry",
@@ -64,10 +64,28 @@ def _status_of(error: BaseException | None) -> int | None:
 # ----------------------------------------------------------------------------- requests
 
 
-class RequestObserver:
-    """The hooks of one HTTP call and what every attempt's events share."""
+class RequestScope:
+    """The events of one HTTP call: per attempt (``with scope.attempt(n):``, attempts never
+    overlap), ``RequestSent`` on entry and ``RequestAnswered`` on exit.
 
-    __slots__ = ("answered_to", "call_kind", "method", "route", "sent_to", "url")
+    ``status`` is set by the lane once the answer's status line is in; after an exception
+    without one, the exception's own ``status`` (an error status, a 2xx whose body was
+    not JSON) is used.
+    """
+
+    __slots__ = (
+        "_managers",
+        "_sent",
+        "_started",
+        "answered_to",
+        "call_kind",
+        "method",
+        "number",
+        "route",
+        "sent_to",
+        "status",
+        "url",
+    )
 
     def __init__(
         self,
@@ -80,54 +98,17 @@ class RequestObserver:
     ) -> None:
         self.sent_to, self.answered_to = sent_to, answered_to
         self.method, self.url, self.route, self.call_kind = method, url, route, call_kind
-
-    def attempt(self, number: int) -> RequestScope:
-        """The scope of attempt ``number``: enter it right before sending."""
-        return RequestScope(self, number)
-
-
-def request_observer(
-    hooks: HookSet,
-    method: str,
-    url: yarl.URL,
-    *,
-    route: Callable[[], str | None],
-    token: bool,
-    call_kind: str,
-) -> RequestObserver | None:
-    """The observer of one call, or None when no hook takes request events.
-
-    ``url`` is the URL without its token (``token`` says whether one is added when sending);
-    ``route`` is called only when a hook is there.
-    """
-    sent_to, answered_to = hooks.of(RequestSent), hooks.of(RequestAnswered)
-    if not sent_to and not answered_to:
-        return None
-    shown = url.update_query(token=REDACTED) if token else url
-    return RequestObserver(sent_to, answered_to, method, shown, route(), call_kind)
-
-
-class RequestScope:
-    """One attempt: ``RequestSent`` on entry, ``RequestAnswered`` on exit.
-
-    ``status`` is set by the lane once the answer's status line is in; after an exception
-    without one, the exception's own ``status`` (an error status, a 2xx whose body was
-    not JSON) is used.
-    """
-
-    __slots__ = ("_managers", "_observer", "_sent", "_started", "number", "status")
-
-    def __init__(self, observer: RequestObserver, number: int) -> None:
-        self._observer = observer
-        self.number = number
+        self.number = 0
         self.status: int | None = None
 
+    def attempt(self, number: int) -> RequestScope:
+        """This call's attempt ``number``: enter it right before sending."""
+        self.number, self.status = number, None
+        return self
+
     def __enter__(self) -> RequestScope:
-        observer = self._observer
-        self._sent = RequestSent(
-            observer.method, observer.route, observer.url, self.number, observer.call_kind
-        )
-        self._managers = open_scopes(observer.sent_to, self._sent)
+        self._sent = RequestSent(self.method, self.route, self.url, self.number, self.call_kind)
+        self._managers = open_scopes(self.sent_to, self._sent)
         self._started = time.perf_counter()
         return self
 
@@ -143,7 +124,28 @@ class RequestScope:
         else:
             status = self.status if self.status is not None else _status_of(exc)
             answered = RequestAnswered(self._sent, status, duration, error_type_of(exc))
-        close_scopes(self._observer.answered_to, answered, self._managers)
+        close_scopes(self.answered_to, answered, self._managers)
+
+
+def request_observer(
+    hooks: HookSet,
+    method: str,
+    url: yarl.URL,
+    *,
+    route: Callable[[], str | None],
+    token: bool,
+    call_kind: str,
+) -> RequestScope | None:
+    """The scope of one call's attempts, or None when no hook takes request events.
+
+    ``url`` is the URL without its token (``token`` says whether one is added when sending);
+    ``route`` is called only when a hook is there.
+    """
+    sent_to, answered_to = hooks.of(RequestSent), hooks.of(RequestAnswered)
+    if not sent_to and not answered_to:
+        return None
+    shown = url.update_query(token=REDACTED) if token else url
+    return RequestScope(sent_to, answered_to, method, shown, route(), call_kind)
 
 
 # ----------------------------------------------------------------------------- operations
