@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -295,55 +296,14 @@ def bench_creates(n: int, rounds: int) -> None:
 # ----------------------------------------------------------------------------- instrumentation
 
 
-def _set_up_hooks(variant: str) -> None:
-    """Install the hooks of ``variant`` in this (fresh) process."""
-    if variant in ("today", "default hooks (logging)"):
-        return
-    from chutes_jobs import instrumentation
-
-    instrumentation.clear_hooks()
-    if variant == "no-op hook":
-        instrumentation.add_hook(lambda event: None)
-    elif variant == "OpenTelemetry SDK":
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import (
-            MetricExporter,
-            MetricExportResult,
-            PeriodicExportingMetricReader,
-        )
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import (
-            BatchSpanProcessor,
-            SpanExporter,
-            SpanExportResult,
-        )
-
-        class Spans(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        class Metrics(MetricExporter):
-            def export(self, metrics_data: Any, **kwargs: Any) -> MetricExportResult:
-                return MetricExportResult.SUCCESS
-
-            def force_flush(self, timeout_millis: float = 0) -> bool:
-                return True
-
-            def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
-                pass
-
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(BatchSpanProcessor(Spans()))
-        reader = PeriodicExportingMetricReader(Metrics(), export_interval_millis=10_000)
-        instrumentation.enable_opentelemetry(tracer_provider, MeterProvider([reader]))
-
-
 HOOK_VARIANTS = ("hooks off", "default hooks (logging)", "no-op hook", "OpenTelemetry SDK")
 
 
 def _client_run(variant: str, base_url: str, n: int) -> None:
     """One measured ``submit_many`` run in this subprocess; prints rate, CPU and peak RSS."""
-    _set_up_hooks(variant)
+    from _instrumented import set_up_hooks
+
+    set_up_hooks(variant)
     measure(chutes_jobs_no_ledger, base_url, min(n, 2000))  # warm up
     rate, cpu = measure(chutes_jobs_no_ledger, base_url, n)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -358,32 +318,44 @@ def _run_variant(variant: str, base_url: str, n: int, tree: str) -> dict[str, fl
 
 
 def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
-    """creates/s of ``submit_many`` per instrumentation variant, side by side."""
+    """creates/s of ``submit_many`` per instrumentation variant, side by side.
+
+    Each round runs every variant once, one after the other; a variant's ratio to "hooks off"
+    is taken within each round (the machine's load changes between rounds, less within one)
+    and the median of those ratios is printed, with the median rate and CPU per create.
+    """
     here = str(Path(__file__).resolve().parent.parent)
     trees = {variant: here for variant in HOOK_VARIANTS}
     if baseline is not None:
         trees = {"today": str(Path(baseline).resolve()), **trees}
-    best: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in trees}
     with server("trivial") as (info, _):
         for _ in range(rounds):
             for variant, tree in trees.items():
-                run = _run_variant(variant, info["base_url"], n, tree)
-                if run["rate"] > best.get(variant, {"rate": 0.0})["rate"]:
-                    best[variant] = run
-    off = best["hooks off"]["rate"]
-    print(f"\ninstrumentation: submit_many creates/s, {n} creates, best of {rounds} rounds")
-    header = f"{'variant':26} {'creates/s':>10} {'CPU us/create':>14} {'x hooks off':>12}"
-    print(f"{header} {'peak MiB':>9}")
-    for variant, run in best.items():
+                runs[variant].append(_run_variant(variant, info["base_url"], n, tree))
+    off = runs["hooks off"]
+
+    def ratio(variant: str, key: str) -> float:
+        return statistics.median(r[key] / o[key] for r, o in zip(runs[variant], off, strict=True))
+
+    print(f"\ninstrumentation: submit_many, {n} creates per run, medians of {rounds} rounds")
+    header = f"{'variant':26} {'creates/s':>10} {'x hooks off':>12} {'CPU us/create':>14}"
+    print(f"{header} {'x hooks off':>12} {'peak MiB':>9}")
+    for variant, measured in runs.items():
+        rate = statistics.median(r["rate"] for r in measured)
+        cpu = statistics.median(r["cpu"] for r in measured)
+        rss = max(r["rss_mib"] for r in measured)
         print(
-            f"{variant:26} {run['rate']:10.0f} {run['cpu']:14.1f} {run['rate'] / off:12.3f} "
-            f"{run['rss_mib']:9.1f}"
+            f"{variant:26} {rate:10.0f} {ratio(variant, 'rate'):12.3f} {cpu:14.1f} "
+            f"{ratio(variant, 'cpu'):12.3f} {rss:9.1f}"
         )
-    noop = best["no-op hook"]["rate"]
-    print(f"\nno-op hook / hooks off = {noop / off:.3f} (target >= 0.95)", end="")
-    if "today" in best:
-        print(f"; hooks off / today = {off / best['today']['rate']:.3f} (target: within noise)")
-    print()
+    print(
+        f"\nno-op hook / hooks off = {ratio('no-op hook', 'rate'):.3f} creates/s (target >= 0.95)"
+    )
+    if "today" in runs:
+        print(
+            f"hooks off / today = {1 / ratio('today', 'rate'):.3f} creates/s (target: within noise)"
+        )
 
 
 def bench_e2e(n: int) -> None:
