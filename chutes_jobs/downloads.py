@@ -73,9 +73,13 @@ async def download_file(
     The instrumentation hooks see it as one ``download`` operation and transfer.
     """
     measure = functools.partial(_part_size, part_path_for(dest))
-    hooks = session.hooks
-    async with TransferWatch(hooks, "download", job_id, file.filename, dest, measure=measure) as w:
-        return await _download_file(session, job_id, file, dest, w, overwrite, fsync, progress)
+    async with TransferWatch(
+        session.hooks, "download", job_id, file.filename, dest, measure=measure
+    ) as watch:
+        return await _download_file(
+            session, job_id, file, dest, watch=watch, progress=progress, overwrite=overwrite,
+            fsync=fsync,
+        )  # fmt: skip
 
 
 async def _download_file(
@@ -83,10 +87,11 @@ async def _download_file(
     job_id: str,
     file: OutputFile,
     dest: Path,
+    *,
     watch: TransferWatch,
+    progress: ProgressCallback | None,
     overwrite: bool,
     fsync: bool,
-    progress: ProgressCallback | None,
 ) -> Path:
     if not overwrite and await asyncio.to_thread(dest.exists):
         raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")

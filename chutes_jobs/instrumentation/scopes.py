@@ -250,7 +250,11 @@ class TransferWatch(OperationScope):
         self.__enter__()
         self._began = time.perf_counter()
         if self._ended_to and self._measure is not None:
-            self._start_size = await self._measure()
+            try:
+                self._start_size = await self._measure()
+            except BaseException as exc:  # the operation began: it ends here
+                self.__exit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
