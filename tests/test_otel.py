@@ -252,15 +252,19 @@ async def test_a_wait_that_times_out_is_an_error_span(
 
 
 async def test_submit_many_is_the_parent_of_its_calls_and_counts_jobs(
-    session: ChutesSession, telemetry: Telemetry
+    emu: Emulator, session: ChutesSession, telemetry: Telemetry, http1_sends: list[str]
 ) -> None:
+    emu.faults.add("create", status=429, retry_after=0.01, times=1)  # the run pauses, resends
     inputs: list[Any] = [{"i": i} for i in range(8)] + ["not a mapping"]
     results = [r async for r in session.submit_many("demo", "echo", inputs, wait=True)]
     assert sum(r.ok for r in results) == 8
+    assert "POST" in http1_sends  # the run's calls took the HTTP/1.1 lane
     (run,) = telemetry.spans("chutes_jobs.submit_many")
     run_id = run.context.span_id
     creates = telemetry.spans("POST /jobs/{chute_id}/{method}")
-    assert len(creates) == 8 and {parent_of(c) for c in creates} == {run_id}
+    statuses = sorted(c.attributes["http.response.status_code"] for c in creates)  # type: ignore[index]
+    assert statuses == [200] * 8 + [429]
+    assert {parent_of(c) for c in creates} == {run_id}
     assert {parent_of(g) for g in telemetry.spans("GET /jobs/{job_id}")} == {run_id}
     attributes = run.attributes or {}
     assert (
