@@ -11,10 +11,18 @@ JSON), side by side in one run:
 * a new ``ClientSession`` per request;
 * ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed).
 
+Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
+default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with
+OpenTelemetry on (the SDK, spans batched to an exporter that drops them, metrics read by a
+periodic reader into an exporter that drops them); each row runs in a fresh subprocess, rounds
+interleaved. ``--baseline DIR`` adds a row for the package in DIR (an earlier tree, e.g.
+``git archive <commit> | tar -x -C DIR``) run the same way. ``--hooks-only`` runs only this part.
+
 ``--e2e``: 10,000 jobs end to end through ``submit_many`` on the emulator (in a subprocess, so the
 client's CPU shows on its own), with the client's and the emulator's CPU shares.
 
     /work/venv/bin/python benchmarks/bench_bulk.py [-n 20000] [--rounds 3] [--e2e]
+        [--hooks-only] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -284,6 +293,71 @@ def bench_creates(n: int, rounds: int) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- instrumentation
+
+
+HOOK_VARIANTS = ("hooks off", "default hooks (logging)", "no-op hook", "OpenTelemetry SDK")
+
+
+def _client_run(variant: str, base_url: str, n: int) -> None:
+    """One measured ``submit_many`` run in this subprocess; prints rate, CPU and peak RSS."""
+    from _instrumented import set_up_hooks
+
+    set_up_hooks(variant)
+    measure(chutes_jobs_no_ledger, base_url, min(n, 2000))  # warm up
+    rate, cpu = measure(chutes_jobs_no_ledger, base_url, n)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rate": rate, "cpu": cpu, "rss_mib": rss}))
+
+
+def _run_variant(variant: str, base_url: str, n: int, tree: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = [sys.executable, __file__, "client", variant, base_url, str(n)]
+    result: dict[str, float] = json.loads(subprocess.check_output(command, env=env))
+    return result
+
+
+def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
+    """creates/s of ``submit_many`` per instrumentation variant, side by side.
+
+    Each round runs every variant once, one after the other; a variant's ratio to "hooks off"
+    is taken within each round (the machine's load changes between rounds, less within one)
+    and the median of those ratios is printed, with the median rate and CPU per create.
+    """
+    here = str(Path(__file__).resolve().parent.parent)
+    trees = {variant: here for variant in HOOK_VARIANTS}
+    if baseline is not None:
+        trees = {"today": str(Path(baseline).resolve()), **trees}
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in trees}
+    with server("trivial") as (info, _):
+        for _ in range(rounds):
+            for variant, tree in trees.items():
+                runs[variant].append(_run_variant(variant, info["base_url"], n, tree))
+    off = runs["hooks off"]
+
+    def ratio(variant: str, key: str) -> float:
+        return statistics.median(r[key] / o[key] for r, o in zip(runs[variant], off, strict=True))
+
+    print(f"\ninstrumentation: submit_many, {n} creates per run, medians of {rounds} rounds")
+    header = f"{'variant':26} {'creates/s':>10} {'x hooks off':>12} {'CPU us/create':>14}"
+    print(f"{header} {'x hooks off':>12} {'peak MiB':>9}")
+    for variant, measured in runs.items():
+        rate = statistics.median(r["rate"] for r in measured)
+        cpu = statistics.median(r["cpu"] for r in measured)
+        rss = max(r["rss_mib"] for r in measured)
+        print(
+            f"{variant:26} {rate:10.0f} {ratio(variant, 'rate'):12.3f} {cpu:14.1f} "
+            f"{ratio(variant, 'cpu'):12.3f} {rss:9.1f}"
+        )
+    print(
+        f"\nno-op hook / hooks off = {ratio('no-op hook', 'rate'):.3f} creates/s (target >= 0.95)"
+    )
+    if "today" in runs:
+        print(
+            f"hooks off / today = {1 / ratio('today', 'rate'):.3f} creates/s (target: within noise)"
+        )
+
+
 def bench_e2e(n: int) -> None:
     """``n`` jobs end to end (create, wait) through ``submit_many`` on the emulator."""
     import chutes_jobs as cj
@@ -317,13 +391,19 @@ def bench_e2e(n: int) -> None:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
         return _serve_trivial() if sys.argv[2] == "trivial" else _serve_emulator()
+    if len(sys.argv) == 5 and sys.argv[1] == "client":
+        return _client_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="creates per client run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--e2e", action="store_true", help="also 10,000 jobs on the emulator")
     parser.add_argument("--e2e-jobs", type=int, default=10_000)
+    parser.add_argument("--hooks-only", action="store_true", help="only the instrumentation rows")
+    parser.add_argument("--baseline", help="a package tree to measure as 'today'")
     args = parser.parse_args()
-    bench_creates(args.n, args.rounds)
+    if not args.hooks_only:
+        bench_creates(args.n, args.rounds)
+    bench_hooks(args.n, args.rounds, args.baseline)
     if args.e2e:
         bench_e2e(args.e2e_jobs)
     return None

@@ -11,6 +11,7 @@ at the same spot still ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from .errors import (
     OutputMissingError,
     UnsafePathError,
 )
+from .instrumentation.scopes import TransferWatch
 from .models import Job, OutputFile
 from .retry import CallKind
 from .transfer import (
@@ -66,26 +68,53 @@ async def download_file(
     overwrite: bool,
     fsync: bool = True,
 ) -> Path:
-    """Stream ``file`` into ``dest.part``, resuming across retries, then rename it to ``dest``."""
+    """Stream ``file`` into ``dest.part``, resuming across retries, then rename it to ``dest``.
+
+    The instrumentation hooks see it as one ``download`` operation and transfer.
+    """
+    measure = functools.partial(_part_size, part_path_for(dest))
+    async with TransferWatch(
+        session.hooks, "download", job_id, file.filename, dest, measure=measure
+    ) as watch:
+        return await _download_file(
+            session, job_id, file, dest, watch=watch, progress=progress, overwrite=overwrite,
+            fsync=fsync,
+        )  # fmt: skip
+
+
+async def _download_file(
+    session: Transport,
+    job_id: str,
+    file: OutputFile,
+    dest: Path,
+    *,
+    watch: TransferWatch,
+    progress: ProgressCallback | None,
+    overwrite: bool,
+    fsync: bool,
+) -> Path:
     if not overwrite and await asyncio.to_thread(dest.exists):
         raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
     part = part_path_for(dest)
     url = session.url(download_path(job_id, file.file_id))
+    progress = watch.progress(progress)
 
-    async def attempt(_number: int) -> None:
+    async def attempt(number: int) -> None:
         try:
-            await _fetch_into(session, url, part, file.filename, progress)
+            reached = await _fetch_into(session, url, part, file.filename, progress, number)
         except APIStatusError as exc:
             if exc.status != RANGE_NOT_SATISFIABLE:
                 raise
             log.info("stale partial download of %s, starting over", file.filename)
             await asyncio.to_thread(part.unlink, True)
-            await _fetch_into(session, url, part, file.filename, progress)
+            reached = await _fetch_into(session, url, part, file.filename, progress, number)
+        watch.attempt_done(*reached)
 
     await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    await session.retry_policy.run(CallKind.TRANSFER, attempt, progress=lambda: _part_size(part))
+    await session.retry_policy.run(
+        CallKind.TRANSFER, attempt, progress=lambda: _part_size(part), hooks=session.hooks
+    )
     await finalize(part, dest, overwrite=overwrite, fsync=fsync)
-    log.info("downloaded %s to %s", file.filename, dest)
     return dest
 
 
@@ -95,18 +124,25 @@ async def _fetch_into(
     part: Path,
     filename: str,
     progress: ProgressCallback | None,
-) -> None:
-    """One GET, appended to the ``.part`` from where it ends (or from zero on a 200)."""
+    attempt: int,
+) -> tuple[int, int]:
+    """One GET, appended to the ``.part`` from where it ends (or from zero on a 200).
+
+    Returns where this attempt started in the file and the file's size once it ended.
+    """
     headers = await asyncio.to_thread(range_header_for, part)
     # Byte counts and Range offsets must mean bytes of the file, not of a compressed stream.
     headers["Accept-Encoding"] = "identity"
     async with session.send_once(
-        "GET", url, headers=headers, timeout=session.transfer_timeout
+        "GET", url, headers=headers, timeout=session.transfer_timeout, attempt=attempt
     ) as response:
         offset = resume_offset(response, requested_offset(headers))
         total = expected_total(response, offset)
-        await stream_to_part(response, part, offset=offset, filename=filename, progress=progress)
+        size = await stream_to_part(
+            response, part, offset=offset, filename=filename, progress=progress
+        )
     await asyncio.to_thread(check_complete, part, total)
+    return offset, size
 
 
 async def _part_size(part: Path) -> int:

@@ -25,6 +25,7 @@ from .errors import (
     ServerError,
     unreadable_job_error,
 )
+from .instrumentation.scopes import notify_state, operation
 from .models import Job, OutputFile
 from .polling import PollPolicy, poll_job
 from .retry import CallKind, RetryPolicy
@@ -60,6 +61,7 @@ async def create_job(
         decode=as_job("POST", path),
     )
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
+    notify_state(session.hooks, job.job_id, None, job.state)
     return JobHandle(session, job.job_id, job=job)
 
 
@@ -113,6 +115,14 @@ class JobHandle:
         """The job's API path, ``/jobs/{job_id}``."""
         return f"/jobs/{quote(self._id, safe='')}"
 
+    def _keep(self, job: Job) -> Job:
+        """Store a new snapshot; tell the hooks when the job's state changed."""
+        previous, self._job = self._job, job
+        if previous is None or previous.state is not job.state:
+            was = None if previous is None else previous.state
+            notify_state(self._session.hooks, self._id, was, job.state)
+        return job
+
     # -- user side ---------------------------------------------------------------------------
 
     async def refresh(self) -> Job:
@@ -129,8 +139,7 @@ class JobHandle:
             )
         except ServerError as exc:
             raise unreadable_job_error(exc, self._id) from exc
-        self._job = job
-        return job
+        return self._keep(job)
 
     async def watch(
         self, *, timeout: float | None = None, poll: PollPolicy | None = None
@@ -168,11 +177,13 @@ class JobHandle:
         :class:`JobTimeoutError` after ``timeout`` seconds (the job keeps running).
         """
         final: Job | None = None
-        async for snapshot in self.watch(timeout=timeout, poll=poll):
-            final = snapshot
-        assert final is not None and final.is_finished
-        if raise_on_failure and final.failed:
-            raise JobFailedError(final)
+        with operation(self._session.hooks, "wait", self._id) as waiting:
+            async for snapshot in self.watch(timeout=timeout, poll=poll):
+                final = snapshot
+            assert final is not None and final.is_finished
+            waiting.outcome = "failed" if final.failed else "finished"
+            if raise_on_failure and final.failed:
+                raise JobFailedError(final)
         return final
 
     async def delete(self) -> None:
@@ -287,8 +298,11 @@ class JobHandle:
         extra), nothing elsewhere.
         """
         job = self._job if self._job is not None and self._job.is_finished else None
-        job = job or await self.refresh()
-        with progress_option(progress) as callback:
+        with (
+            operation(self._session.hooks, "download_outputs", self._id),
+            progress_option(progress) as callback,
+        ):
+            job = job or await self.refresh()
             return await downloads.download_all(
                 self._session,
                 job,
@@ -351,7 +365,7 @@ class JobHandle:
             detail=detail,
             outputs=outputs,
         )
-        self._job = targets.job
+        self._keep(targets.job)
         self._uploaded_names().clear()
         return targets
 
@@ -371,7 +385,9 @@ class JobHandle:
         snapshots (``done`` restarts from 0 on a retry).
         """
         self._worker_token()
-        result = await worker.upload_file(self._session, name, Path(source), url, progress=progress)
+        result = await worker.upload_file(
+            self._session, name, Path(source), url, progress=progress, job_id=self._id
+        )
         self._uploaded_names().add(name)
         return result
 
@@ -389,9 +405,11 @@ class JobHandle:
         (``report.failed``, ``report.reasons``, ``report.raise_for_failures()``).
         """
         self._worker_token()
-        report = await worker.upload_all(
-            self._session, targets, concurrency=concurrency, progress=progress
-        )
+        with operation(self._session.hooks, "upload_outputs", self._id) as uploading:
+            report = await worker.upload_all(
+                self._session, targets, concurrency=concurrency, progress=progress
+            )
+            uploading.outcome = "ok" if report.ok else "failed"
         self._uploaded_names().update(report.succeeded)
         return report
 
@@ -407,7 +425,7 @@ class JobHandle:
         finished, or with none (a handle fresh from ``job_from_status_url``) a Job holding
         only its ``job_id`` and a ``finished_at`` of now.
         """
-        self._job = await worker.complete_job(
+        final = await worker.complete_job(
             self._session,
             self._id,
             self.path,
@@ -415,7 +433,7 @@ class JobHandle:
             last=self._job,
             uploaded=self._uploaded_names(),
         )
-        return self._job
+        return self._keep(final)
 
     async def run_and_report(self, fn: report.JobFunction, /, **job_args: Any) -> Job:
         """Run ``fn(output_dir=..., **job_args)`` as this job's worker, then report and complete.

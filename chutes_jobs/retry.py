@@ -40,14 +40,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import enum
-import logging
 import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 
@@ -61,12 +60,14 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .instrumentation.scopes import notify_retry
+
+if TYPE_CHECKING:
+    from .instrumentation.hooks import HookSet
 
 __all__ = ["CallKind", "RetryPolicy", "create_may_have_acted", "parse_retry_after"]
 
 T = TypeVar("T")
-
-logger = logging.getLogger("chutes_jobs")
 
 _REQUEST_TIMEOUT = 408
 _SERVICE_UNAVAILABLE = 503
@@ -205,6 +206,7 @@ class RetryPolicy:
         attempt_fn: Callable[[int], Awaitable[T]],
         *,
         progress: Callable[[], Awaitable[int]] | None = None,
+        hooks: HookSet | None = None,
     ) -> T:
         """Await ``attempt_fn(1)``, ``attempt_fn(2)``, ... until one succeeds or retrying stops.
 
@@ -212,7 +214,9 @@ class RetryPolicy:
         re-raised with :attr:`~chutes_jobs.ChutesError.attempts` set (every attempt made).
         Cancellation is never retried. ``progress`` measures how far the work got (bytes
         kept, say): when a failed attempt leaves it higher than ever before, the budget
-        (:attr:`max_attempts` and :attr:`deadline`) starts afresh.
+        (:attr:`max_attempts` and :attr:`deadline`) starts afresh. Each retry is told to
+        ``hooks`` (a session's; by default the process-wide ones) as a
+        :class:`~chutes_jobs.instrumentation.RetryScheduled` event.
         """
         started = self.monotonic()
         high_water = await progress() if progress is not None else 0
@@ -229,14 +233,7 @@ class RetryPolicy:
                 delay = self._delay_before_retry(kind, failures, error, started)
                 if delay is None:
                     raise
-                logger.warning(  # "of max_attempts": counted since the last progress
-                    "retrying %s call (attempt %d of %d failed: %s) in %.2f s",
-                    kind.value,
-                    failures,
-                    self.max_attempts,
-                    error,
-                    delay,
-                )
+                notify_retry(hooks, kind.value, failures, self.max_attempts, error, delay)
             await self.sleep(delay)
 
     def _delay_before_retry(

@@ -26,6 +26,7 @@ from .auth import ApiKeyAuth, HotkeyAuth, SigningKeypair, UserAuth, load_keypair
 from .bulk import BulkResult, submit_many
 from .bulk.options import DEFAULT_CANCEL_GRACE
 from .errors import ConfigurationError
+from .instrumentation import Hook
 from .job import JobHandle, create_job
 from .models import Job
 from .polling import PollPolicy
@@ -80,6 +81,9 @@ class ChutesSession(Transport):
         user_agent: the ``User-Agent`` header (``chutes-jobs/<version>``).
         allow_insecure_http: permit credentials over plain http to a remote host.
         session: an ``aiohttp.ClientSession`` the caller owns; used as is, never closed.
+        hooks: instrumentation hooks called with the events of this session's calls, after
+            the process-wide ones (:mod:`chutes_jobs.instrumentation`); a hook that raises is
+            logged once and never breaks a call.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ChutesSession(Transport):
         user_agent: str | None = None,
         allow_insecure_http: bool = False,
         session: aiohttp.ClientSession | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         url = checked_base_url(base_url)
         self.user_id = user_id
@@ -114,6 +119,7 @@ class ChutesSession(Transport):
             connection_limit=connection_limit,
             allow_insecure_http=allow_insecure_http,
             session=session,
+            hooks=hooks,
         )
 
     @classmethod

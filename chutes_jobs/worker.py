@@ -40,6 +40,7 @@ import yarl
 from ._http import as_job, json_answer, read_answer
 from ._redact import REDACTED, register_secret
 from .errors import BadRequestError, ChutesError, ConfigurationError, ProtocolError
+from .instrumentation.scopes import TransferWatch
 from .models import OUTCOME_KEY, Job, outcome_record
 from .retry import CallKind
 from .transfer import ProgressCallback, multipart_upload_body
@@ -286,29 +287,34 @@ async def upload_file(
     url: str,
     *,
     progress: ProgressCallback | None = None,
+    job_id: str | None = None,
 ) -> UploadResult:
     """Send one file as a streamed multipart PUT; a retry re-opens the file and sends it whole.
 
     Retried like any transfer (connection errors, 408, 429, 5xx) up to the policy's attempts;
     the policy's total deadline is not applied, since one attempt of a multi-GB file may
-    legitimately take longer than it.
+    legitimately take longer than it. The instrumentation hooks see one ``upload`` operation
+    and transfer (of job ``job_id``).
     """
     target, token = split_token(url)
     policy = attrs.evolve(session.retry_policy, deadline=None)
+    async with TransferWatch(session.hooks, "upload", job_id, name, source) as watch:
+        progress = watch.progress(progress)
 
-    async def attempt(number: int) -> UploadResult:
-        log.debug("upload attempt %d: %s", number, name)
-        body, size = await asyncio.to_thread(_upload_body, source, name, progress)
-        async with session.send_once(
-            "PUT", target, auth=False, token=token, data=body, timeout=session.transfer_timeout
-        ) as response:
-            raw = await read_answer(response, "PUT", target)
-            answer = json_answer(raw, response.status, response.content_type, "PUT", target)
-        file_id = answer.get("file_id")
-        return UploadResult(name, file_id if isinstance(file_id, str) else None, size)
+        async def attempt(number: int) -> UploadResult:
+            log.debug("upload attempt %d: %s", number, name)
+            body, size = await asyncio.to_thread(_upload_body, source, name, progress)
+            async with session.send_once(
+                "PUT", target, auth=False, token=token, data=body,
+                timeout=session.transfer_timeout, attempt=number,
+            ) as response:  # fmt: skip
+                raw = await read_answer(response, "PUT", target)
+                answer = json_answer(raw, response.status, response.content_type, "PUT", target)
+            file_id = answer.get("file_id")
+            return UploadResult(name, file_id if isinstance(file_id, str) else None, size)
 
-    result = await policy.run(CallKind.TRANSFER, attempt)
-    log.info("uploaded %s (%d bytes)", name, result.size)
+        result = await policy.run(CallKind.TRANSFER, attempt, hooks=session.hooks)
+        watch.attempt_done(0, result.size)
     return result
 
 
@@ -341,8 +347,9 @@ async def upload_all(
         async with gate:
             try:
                 succeeded[name] = await upload_file(
-                    session, name, targets.sources[name], targets.urls[name], progress=progress
-                )
+                    session, name, targets.sources[name], targets.urls[name],
+                    progress=progress, job_id=targets.job.job_id,
+                )  # fmt: skip
             except Exception as exc:  # one file failing must not stop the others
                 log.warning("upload of %s failed: %s", name, _one_line(exc))
                 failed[name] = exc

@@ -123,7 +123,7 @@ async def test_no_redaction_work_when_debug_is_off(
         redacted.append(url)
         return redact_url(url)
 
-    monkeypatch.setattr("chutes_jobs._http.answers.redact_url", counting_redact_url)
+    monkeypatch.setattr("chutes_jobs.instrumentation.logging_hook.redact_url", counting_redact_url)
     http_mock.post(TOKEN_URL, payload={"job_id": JOB_ID})
     http_mock.get(TOKEN_URL, body=b"data")
     caplog.set_level(logging.INFO, logger="chutes_jobs")

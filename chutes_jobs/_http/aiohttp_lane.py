@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yarl
@@ -21,7 +21,10 @@ from ..errors import (
     RequestTimeoutError,
     TransportError,
 )
-from .answers import ERROR_BODY_LIMIT, MAX_ANSWER_BYTES, answer_error, log_answer, too_large
+from .answers import ERROR_BODY_LIMIT, MAX_ANSWER_BYTES, answer_error, too_large
+
+if TYPE_CHECKING:
+    from ..instrumentation.scopes import RequestScope
 
 __all__ = ["exchange", "map_transport_errors", "read_answer", "status_error"]
 
@@ -55,18 +58,20 @@ async def exchange(
     data: Any,
     headers: dict[str, str],
     timeout: aiohttp.ClientTimeout,
+    probe: RequestScope | None = None,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """One request over aiohttp; yields the 2xx response, its body unread.
 
     An error status raises its :class:`~chutes_jobs.APIStatusError` subclass; aiohttp's
     failures, here or while the caller reads the body, raise our errors. Redirects are not
-    followed.
+    followed. ``probe`` (an attempt observed by hooks) gets the answer's status.
     """
     with map_transport_errors(method, target):
         async with http.request(
             method, target, data=data, headers=headers, timeout=timeout, allow_redirects=False
         ) as response:
-            log_answer(response.status, method, target)
+            if probe is not None:
+                probe.status = response.status
             if not 200 <= response.status < 300:
                 raise await status_error(response, method, target)
             yield response

@@ -1,4 +1,4 @@
-"""What came back: an answer's limits, its error, its JSON, and how it is logged.
+"""What came back: an answer's limits, its error and its JSON.
 
 Both lanes (aiohttp and the HTTP/1.1 pool) hand their answers here, so a status, a body or a
 size is judged the same way whichever lane carried it.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -27,12 +26,8 @@ __all__ = [
     "as_job",
     "job_from_answer",
     "json_answer",
-    "log_answer",
-    "log_attempt",
     "too_large",
 ]
-
-logger = logging.getLogger("chutes_jobs")
 
 #: The largest JSON answer (decoded) either lane accepts. A job's ``result`` is stored as the
 #: worker sent it and comes back with every GET (and its ``job_args`` with it), so this stays
@@ -148,13 +143,3 @@ def job_from_answer(data: Any, method: str, path: str) -> Job:
 def as_job(method: str, path: str) -> Callable[[Any], Job]:
     """The ``decode`` of a call answered by a Job: :func:`job_from_answer` within each attempt."""
     return functools.partial(job_from_answer, method=method, path=path)
-
-
-def log_attempt(number: int, method: str, url: yarl.URL) -> None:
-    if logger.isEnabledFor(logging.DEBUG):  # redacting costs: only when it is logged
-        logger.debug("attempt %d: %s %s", number, method, redact_url(url))
-
-
-def log_answer(status: int, method: str, url: yarl.URL) -> None:
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("%s %s -> HTTP %d", method, redact_url(url), status)

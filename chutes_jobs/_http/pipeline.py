@@ -22,7 +22,7 @@ import enum
 import functools
 import ipaddress
 import json as jsonlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
@@ -31,10 +31,13 @@ import yarl
 
 from ..auth import UserAuth
 from ..errors import ConfigurationError
+from ..instrumentation.hooks import Hook, HookSet
+from ..instrumentation.scopes import RequestScope, request_observer
 from ..retry import CallKind, RetryPolicy
 from .aiohttp_lane import exchange, read_answer
-from .answers import answer_error, json_answer, log_answer, log_attempt
+from .answers import answer_error, json_answer
 from .http1 import Http1Pool
+from .routes import route_template
 
 __all__ = ["NO_BODY", "Transport", "bulk_traffic"]
 
@@ -126,8 +129,11 @@ class Transport:
         connection_limit: int,
         allow_insecure_http: bool,
         session: aiohttp.ClientSession | None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         self.base_url = base_url
+        #: The instrumentation hooks of this transport's calls (process-wide ones first).
+        self.hooks = HookSet(hooks)
         self.retry_policy = retry_policy
         self.user_agent = user_agent
         self.allow_insecure_http = allow_insecure_http
@@ -229,18 +235,31 @@ class Transport:
         target = url if token is None else url.update_query(token=token)
         extra = _JSON_BODY_HEADERS if body is not None else _JSON_HEADERS
         lane = self._lane(target)
+        observer = request_observer(
+            self.hooks,
+            method,
+            url,
+            route=lambda: route_template(method, path, self.base_url),
+            token=token is not None,
+            call_kind=kind.value,
+        )
+
+        async def send(headers: dict[str, str], probe: RequestScope | None) -> Any:
+            if lane is not None:
+                return await _send_json_http1(lane, method, target, url, headers, body, probe)
+            return await self._send_json_aiohttp(method, target, url, headers, body, probe)
 
         async def attempt(number: int) -> Any:
-            log_attempt(number, method, url)
             headers = self._headers(method, auth=auth, body=body)
             headers.update(extra)
-            if lane is not None:
-                data = await _send_json_http1(lane, method, target, url, headers, body)
+            if observer is None:
+                data = await send(headers, None)
             else:
-                data = await self._send_json_aiohttp(method, target, url, headers, body)
+                with observer.attempt(number) as probe:
+                    data = await send(headers, probe)
             return data if decode is None else decode(data)
 
-        return await (retry_policy or self.retry_policy).run(kind, attempt)
+        return await (retry_policy or self.retry_policy).run(kind, attempt, hooks=self.hooks)
 
     def _lane(self, url: yarl.URL) -> Http1Pool | None:
         """The lane of a JSON call: the HTTP/1.1 pool, or None for aiohttp. Decided here only.
@@ -270,9 +289,11 @@ class Transport:
         url: yarl.URL,
         headers: dict[str, str],
         body: bytes | None,
+        probe: RequestScope | None,
     ) -> dict[str, Any]:
         """One attempt of a JSON call over aiohttp: the decoded answer, or our error."""
-        async with exchange(self.http, method, target, body, headers, self.timeout) as response:
+        timeout = self.timeout
+        async with exchange(self.http, method, target, body, headers, timeout, probe) as response:
             raw = await read_answer(response, method, target)
             return json_answer(raw, response.status, response.content_type, method, url)
 
@@ -288,6 +309,7 @@ class Transport:
         data: Any = None,
         json: Any = NO_BODY,
         timeout: aiohttp.ClientTimeout | None = None,
+        attempt: int = 1,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Make one HTTP attempt and yield the 2xx response, its body unread, for streaming.
 
@@ -295,12 +317,21 @@ class Transport:
         bytes); ``token`` adds ``?token=`` (never logged). An error status raises its
         :class:`~chutes_jobs.APIStatusError` subclass; aiohttp's failures, here or while the
         caller reads the body, raise :class:`~chutes_jobs.TransportError`. Redirects are not
-        followed.
+        followed. ``attempt`` is this attempt's number in the caller's retry loop (for the
+        instrumentation hooks, whose request events cover the caller's reading of the body).
         """
         target = self.url(url)
         if json is not NO_BODY:
             data = _encode_json(json)
         self._check_sendable(method, target, auth=auth, token=token, body=data)
+        observer = request_observer(
+            self.hooks,
+            method,
+            target,
+            route=lambda: route_template(method, target, self.base_url),
+            token=token is not None,
+            call_kind=CallKind.TRANSFER.value,
+        )
         if token is not None:
             target = target.update_query(token=token)
         request_headers = self._headers(method, auth=auth, body=data)
@@ -308,8 +339,17 @@ class Transport:
             request_headers["Content-Type"] = JSON_CONTENT_TYPE
         request_headers.update(headers or {})
         timeout = timeout or self.timeout
-        async with exchange(self.http, method, target, data, request_headers, timeout) as response:
-            yield response
+        if observer is None:
+            async with exchange(
+                self.http, method, target, data, request_headers, timeout
+            ) as answer:
+                yield answer
+            return
+        with observer.attempt(attempt) as probe:
+            async with exchange(
+                self.http, method, target, data, request_headers, timeout, probe
+            ) as answer:
+                yield answer
 
     # -- checks and headers ----------------------------------------------------------------
 
@@ -348,13 +388,15 @@ async def _send_json_http1(
     url: yarl.URL,
     headers: dict[str, str],
     body: bytes | None,
+    probe: RequestScope | None,
 ) -> dict[str, Any]:
     """One attempt of a JSON call over the HTTP/1.1 pool: the decoded answer, or our error.
 
-    ``target`` is ``url`` with its ``token=``, if any.
+    ``target`` is ``url`` with its ``token=``, if any; ``probe`` gets the answer's status.
     """
     answer = await pool.send(method, target, headers, body)
-    log_answer(answer.status, method, target)
+    if probe is not None:
+        probe.status = answer.status
     if not 200 <= answer.status < 300:
         raise answer_error(answer.status, answer.headers, answer.body, method, target)
     return json_answer(answer.body, answer.status, answer.content_type, method, url)

@@ -97,7 +97,7 @@ async def submit_many(
     )  # fmt: skip
     opened = await Ledger.open(ledger) if ledger is not None else None
     run = BulkRun(session, options, opened)
-    main = asyncio.create_task(run.main(inputs))
+    main = asyncio.create_task(run.observed_main(inputs))
     try:
         while (result := await run.results.get()) is not None:
             run.in_flight.release()
@@ -117,6 +117,7 @@ async def _shut_down(run: BulkRun, main: asyncio.Task[None], ledger: Ledger | No
             if not main.done():
                 await run.stop(main)
         finally:
+            run.counters.tell(run.taken, final=True)
             if ledger is not None:
                 await ledger.close()
 

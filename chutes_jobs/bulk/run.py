@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._http import bulk_traffic
 from ..errors import ConfigurationError, DuplicateInputError
+from ..instrumentation.scopes import operation
 from ..job import JobHandle
+from .counters import RunCounters
 from .create import JobCreator
 from .follow import JobFollower
 from .ledger import LedgerEntry, LedgerStore
@@ -51,6 +53,9 @@ class BulkRun:
         self.active_keys: dict[str, int] = {}
         self.submitters: list[asyncio.Task[None]] = []
         self.followers: set[asyncio.Task[None]] = set()
+        self.hooks = session.hooks
+        #: Results handed out so far, per outcome (told to the instrumentation hooks).
+        self.counters = RunCounters(session.hooks)
 
     # -- the producer ------------------------------------------------------------------------
 
@@ -140,6 +145,7 @@ class BulkRun:
         if result.key:
             self.active_keys.pop(result.key, None)
         self.results.put_nowait(result)
+        self.counters.add(result.outcome, self.taken)
 
     # -- the followers -------------------------------------------------------------------------
 
@@ -157,6 +163,15 @@ class BulkRun:
         self.emit(result)
 
     # -- the whole run -----------------------------------------------------------------------
+
+    async def observed_main(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
+        """:meth:`main` as the ``submit_many`` operation: the tasks it starts inherit its
+        context, so a tracer's span of the run is the parent of every call made."""
+        with operation(self.hooks, "submit_many"):
+            try:
+                await self.main(inputs)
+            finally:
+                self.counters.tell(self.taken, final=False)  # while the run's span is open
 
     async def main(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Feed, submit, follow; then tell the consumer the run is over.

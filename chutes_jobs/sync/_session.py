@@ -21,6 +21,7 @@ import chutes_jobs as aio
 from chutes_jobs import ConfigurationError, Job
 
 from .._loop_thread import LoopThread
+from ..instrumentation.hooks import HookSet
 from ._twin import Twin, blocking, converting, docs_from, iterating, parameters_of, plain
 
 __all__ = ["BulkResult", "ChutesSession", "JobHandle", "SyncJobFunction", "run_and_report"]
@@ -191,6 +192,12 @@ class ChutesSession(Twin):
     def auth_kind(self) -> str:
         """Which user credentials are set: ``api_key``, ``hotkey``, ``api_key+hotkey``, ``none``."""
         return self.aio.auth_kind
+
+    @property
+    def hooks(self) -> HookSet:
+        """The instrumentation hooks of this session's calls (process-wide ones first); they
+        run on the session's loop thread."""
+        return self.aio.hooks
 
     create_job = converting(aio.ChutesSession.create_job, JobHandle._of)
     submit_many = iterating(aio.ChutesSession.submit_many, _bulk_result)
