@@ -9,6 +9,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,6 +170,40 @@ async def test_a_second_download_to_the_same_path_fails_at_once(
         assert await first == dest
     assert sha256_file(dest) == expected["file_000.bin"]
     assert tree(tmp_path) == ["f.bin"]
+
+
+async def test_two_cli_processes_downloading_one_job_into_one_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(hold_at=8 * MIB)
+    gate.install(monkeypatch)
+    async with (
+        Emulator(schedule_delay=0.01, range_support=False) as emu,  # like the live server
+        session_for(emu) as session,
+    ):
+        job, expected = await files_job(session, [16 * MIB])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTES_")}
+        env.update(CHUTES_BASE_URL=emu.base_url, CHUTES_API_KEY=emu.api_key)
+        command = [sys.executable, "-m", "chutes_jobs", "download", job.id, "--out", str(tmp_path)]
+        pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
+        first = await asyncio.create_subprocess_exec(*command, env=env, **pipes)
+        first_output = asyncio.ensure_future(first.communicate())
+        await gate.holding.wait()
+        await until(lambda: (tmp_path / "file_000.bin.part").stat().st_size >= 4 * MIB)
+
+        second = await asyncio.create_subprocess_exec(*command, env=env, **pipes)
+        out, err = await second.communicate()  # at once: the first one still holds the gate
+        assert not first_output.done()
+        gate.opened.set()
+        await first_output
+
+    assert second.returncode == 3 and out == b""
+    (line,) = err.decode().splitlines()
+    assert str(tmp_path / "file_000.bin.part") in line
+    assert f"another download (process {first.pid} " in line and job.id in line
+    assert first.returncode == 0, first_output.result()
+    assert sha256_file(tmp_path / "file_000.bin") == expected["file_000.bin"]
+    assert tree(tmp_path) == ["file_000.bin"]
 
 
 # ----------------------------------------------------------------------------- case 3
