@@ -219,9 +219,14 @@ class JobHandle:
         ``dest.part`` first; the file appears under ``dest`` only once complete (and, with
         ``fsync``, flushed to disk). A dropped connection or short body resumes with ``Range``
         where the server answers 206 and restarts where it answers 200; every attempt that
-        gets further than the ones before renews the retry budget. ``FileExistsError`` if
-        ``dest`` exists and not ``overwrite``; :class:`OutputMissingError` if the worker never
-        uploaded the file.
+        gets further than the ones before renews the retry budget; a partial is resumed only
+        when its ``.part.json`` record names this job, file and size (README, "Downloads").
+        ``FileExistsError`` if ``dest`` exists and not ``overwrite``;
+        :class:`OutputMissingError` if the worker never uploaded the file;
+        :class:`DownloadInProgressError` if another download owns ``dest``'s partial;
+        :class:`UnsafePathError` if a link or another user's file sits at its partial's names;
+        :class:`InsufficientSpaceError` if the file cannot fit; :class:`IncompleteTransferError`
+        when the retries ran out before the body was proven complete.
         """
         resolved = await self._uploaded_file(file)
         return await downloads.download_file(
