@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -81,24 +82,26 @@ class Command:
         self.stderr = ""
         self.seconds_to_exit = 0.0
 
-    async def start(self) -> asyncio.subprocess.Process:
+    def start(self) -> subprocess.Popen[bytes]:
+        # Popen waited on in a thread, not asyncio's subprocesses: their child watcher is
+        # process-wide state other tests may leave behind
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTES_")}
         env.update(CHUTES_BASE_URL=self.emu.base_url, CHUTES_API_KEY=self.emu.api_key)
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chutes_jobs", *self.args, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        return subprocess.Popen(
+            [sys.executable, "-m", "chutes_jobs", *self.args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
 
     async def run(self) -> None:
         """Run to the end (a hang guard of ``HANG`` times four)."""
-        process = await self.start()
-        _, stderr = await asyncio.wait_for(process.communicate(), 4 * HANG)
+        process = self.start()
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=4 * HANG)
         self.returncode, self.stderr = process.returncode, stderr.decode()
 
     async def interrupt(self, started: Callable[[], bool], delay: float, twice: bool) -> None:
         """Run; once ``started()`` holds, wait ``delay`` s, send SIGINT (``twice``: two)."""
-        process = await self.start()
-        output = asyncio.ensure_future(process.communicate())
+        process = self.start()
+        output = asyncio.ensure_future(asyncio.to_thread(process.communicate, timeout=HANG + 60))
         try:
             while not started():
                 assert not output.done(), f"{self.args} ended before it started: {await output}"
@@ -108,12 +111,12 @@ class Command:
             sent = time.monotonic()
             if twice:
                 await asyncio.sleep(0.05)
-                if process.returncode is None:
+                if process.poll() is None:
                     process.send_signal(signal.SIGINT)
             _, stderr = await asyncio.wait_for(asyncio.shield(output), HANG)
             self.seconds_to_exit = time.monotonic() - sent
         finally:
-            if process.returncode is None:
+            if process.poll() is None:
                 process.kill()
                 await output
         self.returncode, self.stderr = process.returncode, stderr.decode()

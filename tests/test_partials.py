@@ -185,15 +185,14 @@ async def test_two_cli_processes_downloading_one_job_into_one_folder(
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTES_")}
         env.update(CHUTES_BASE_URL=emu.base_url, CHUTES_API_KEY=emu.api_key)
         command = [sys.executable, "-m", "chutes_jobs", "download", job.id, "--out", str(tmp_path)]
-        pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
-        first = await asyncio.create_subprocess_exec(*command, env=env, **pipes)
-        first_output = asyncio.ensure_future(first.communicate())
+        first = popen(command, env)  # waited on in threads, below
+        first_output = asyncio.ensure_future(asyncio.to_thread(first.communicate, timeout=120))
         await gate.holding.wait()
         await until(lambda: (tmp_path / "file_000.bin.part").stat().st_size >= 4 * MIB)
 
-        second = await asyncio.create_subprocess_exec(*command, env=env, **pipes)
-        out, err = await second.communicate()  # at once: the first one still holds the gate
-        assert not first_output.done()
+        second = popen(command, env)
+        out, err = await asyncio.to_thread(second.communicate, timeout=120)  # at once
+        assert not first_output.done()  # the first one still waits at the gate
         gate.opened.set()
         await first_output
 
@@ -204,6 +203,11 @@ async def test_two_cli_processes_downloading_one_job_into_one_folder(
     assert first.returncode == 0, first_output.result()
     assert sha256_file(tmp_path / "file_000.bin") == expected["file_000.bin"]
     assert tree(tmp_path) == ["file_000.bin"]
+
+
+def popen(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Started here, waited on in a thread (asyncio's child watcher is process-wide state)."""
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 # ----------------------------------------------------------------------------- case 3
