@@ -20,6 +20,7 @@ retries). Both end in :func:`run_job`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .models import Job
+from .transfer import acquire_in_thread
 from .worker import check_json
 
 if TYPE_CHECKING:
@@ -111,7 +113,9 @@ async def run_job(
     cancelled, the outcome is reported as ``"cancelled"`` first and the cancellation re-raised
     afterwards; a second cancellation interrupts the reporting itself.
     """
-    output_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="chutes-job-", dir=work_dir))
+    make = functools.partial(tempfile.mkdtemp, prefix="chutes-job-", dir=work_dir)
+    remove = functools.partial(shutil.rmtree, ignore_errors=True)
+    output_dir = Path(await acquire_in_thread(make, remove))  # cancelled: removed anyway
     try:
         outcome = await run_function(fn, output_dir, job_args)
         cancelled = outcome.status == "cancelled" and _uncancel_current_task()

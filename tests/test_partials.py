@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -401,7 +402,7 @@ async def threads() -> AsyncIterator[Callable[[], Any]]:
     await settle()
 
 
-@pytest.mark.parametrize("where", ["claim", "upload open"])
+@pytest.mark.parametrize("where", ["claim", "upload open", "job folder"])
 async def test_a_cancel_while_a_thread_opens_the_file_leaks_nothing(
     emu: Emulator,
     session: ChutesSession,
@@ -413,27 +414,44 @@ async def test_a_cancel_while_a_thread_opens_the_file_leaks_nothing(
     import threading
 
     entered, release = threading.Event(), threading.Event()
-    module, name = (partial, "_claim") if where == "claim" else (upload, "_open_source")
+    places = {"claim": (partial, "_claim"), "upload open": (upload, "_open_source"),
+              "job folder": (tempfile, "mkdtemp")}  # fmt: skip
+    module, name = places[where]
     opener = getattr(module, name)
 
-    def slow_open(*args: Any) -> Any:
+    def slow_open(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait()
-        return opener(*args)
+        return opener(*args, **kwargs)
 
     monkeypatch.setattr(module, name, slow_open)
     if where == "claim":
         handle, _ = await files_job(session, [1000])
         task = asyncio.create_task(handle.download("file_000.bin", tmp_path / "f.bin"))
-    else:
+    elif where == "upload open":
         worker = await worker_for(emu, session, tmp_path, {"a.bin": b"a" * 1000})
         task = asyncio.create_task(worker.upload_outputs(worker.targets))
+    else:  # the worker's output folder of run_and_report
+        job = await session.create_job("ext", "run")
+        runner = session.job_from_status_url(emu.job_status_url(job.id))
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        task = asyncio.create_task(runner.run_and_report(noop))
     await asyncio.to_thread(entered.wait)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    release.set()  # the thread opens the file now, for nobody
+    release.set()  # the thread opens the file (makes the folder) now, for nobody
     await threads()
     assert files_open_under(tmp_path) == []
+    assert job_folders(tmp_path) == []  # the one made for nobody is gone
+
+
+async def noop(output_dir: Path) -> dict[str, Any]:
+    return {}
+
+
+def job_folders(root: Path) -> list[Path]:
+    return list(root.glob("chutes-job-*"))
 
 
 @pytest.mark.parametrize("operation", ["download", "download_outputs", "upload_outputs"])
