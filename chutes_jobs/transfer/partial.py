@@ -18,11 +18,11 @@ descriptors nor closes them under a running write or fsync.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import logging
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -61,8 +61,8 @@ class _Claimed:
     kept: int
 
     def release(self) -> None:
-        os.close(self.fd)  # drops the flock
-        os.close(self.dir_fd)
+        """Let go of what the claim took (for a caller cancelled meanwhile)."""
+        _let_go(self.dir_fd, self.fd, self.names, empty=self.kept == 0)
 
 
 class Partial:
@@ -132,7 +132,7 @@ class Partial:
         restarts) for a refused or mismatched answer, :class:`InsufficientSpaceError` (after
         deleting the partial) when the body cannot fit.
         """
-        self._writer = None
+        self._drop_writer()
         try:
             await self._jobs.run(self._begin, plan)
         except InsufficientSpaceError:
@@ -184,15 +184,19 @@ class Partial:
         names, filename = self.names, self.identity.filename
         _write_record(self._dir_fd, names.record, self._record, filename=filename)
 
+    def _drop_writer(self) -> None:
+        """The last writer is done (no write in flight): what it wrote is what is kept."""
+        self._writer, self._kept = None, self.kept
+
     async def restart(self) -> None:
         """Empty the partial: the next attempt asks for the whole file."""
-        self._writer, self._kept = None, self.kept
+        self._drop_writer()
         await self._jobs.run(self._restart, None, "the server cannot serve its range")
 
     async def no_space(self, error: OSError) -> InsufficientSpaceError:
         """Delete the partial after ``error`` (out of space); the named error to raise."""
         needed = (self._record.size or 0) - self.kept
-        self._writer, self._kept = None, self.kept
+        self._drop_writer()
         free = await self._jobs.run(self._delete)
         named = InsufficientSpaceError(
             self.identity.filename, str(self.dest.parent), max(needed, 0), free
@@ -204,13 +208,8 @@ class Partial:
         """Remove the partial and its record, releasing their space; the free bytes then."""
         os.ftruncate(self._fd, 0)  # the space goes now, not when the descriptor is closed
         self._kept = 0
-        self._unlink_names()
+        _unlink_names(self._dir_fd, self.names)
         return free_bytes(self._fd)
-
-    def _unlink_names(self) -> None:
-        for name in (self.names.part, self.names.record):
-            with _gone_already():
-                os.unlink(name, dir_fd=self._dir_fd)
 
     async def publish(self, *, size: int, overwrite: bool, fsync: bool) -> None:
         """Put the partial under the final name, once it holds exactly ``size`` bytes.
@@ -220,7 +219,7 @@ class Partial:
         final name is then checked to be this very file; a cancellation before the rename
         leaves the partial as it is.
         """
-        self._writer, self._kept = None, self.kept
+        self._drop_writer()
         if fsync:
             await self._jobs.run(os.fsync, self._fd)
         await self._jobs.run(self._publish, size, overwrite, fsync)
@@ -259,13 +258,25 @@ class Partial:
             self._jobs.close(self._release)
 
     def _release(self) -> None:
-        try:
-            if not self._published and self.kept == 0:
-                with contextlib.suppress(OSError):
-                    self._unlink_names()
-        finally:
-            os.close(self._fd)
-            os.close(self._dir_fd)
+        _let_go(self._dir_fd, self._fd, self.names, empty=not self._published and self.kept == 0)
+
+
+def _let_go(dir_fd: int, fd: int, names: PartNames, *, empty: bool) -> None:
+    """Close the partial (dropping its lock) and its folder; an ``empty`` partial is removed
+    first, with its record (a partial is kept only with bytes to resume)."""
+    try:
+        if empty:
+            with contextlib.suppress(OSError):
+                _unlink_names(dir_fd, names)
+    finally:
+        os.close(fd)
+        os.close(dir_fd)
+
+
+def _unlink_names(dir_fd: int, names: PartNames) -> None:
+    for name in (names.part, names.record):
+        with _gone_already():
+            os.unlink(name, dir_fd=dir_fd)
 
 
 def _claim(
@@ -278,13 +289,13 @@ def _claim(
             raise _exists_error(dest)
         names = part_names(dest.name, name_max(dir_fd))
         fd = _open_locked(dir_fd, names, dest.with_name(names.part), identity.filename)
-        try:
-            record, kept = _bound_record(dir_fd, fd, names, identity)
-        except BaseException:
-            os.close(fd)
-            raise
     except BaseException:
         os.close(dir_fd)
+        raise
+    try:
+        record, kept = _bound_record(dir_fd, fd, names, identity)
+    except BaseException:  # a full disk, say: an empty partial is not left behind
+        _let_go(dir_fd, fd, names, empty=os.fstat(fd).st_size == 0)
         raise
     return _Claimed(dir_fd, fd, names, record, kept)
 
@@ -295,10 +306,8 @@ def _open_locked(dir_fd: int, names: PartNames, path: Path, filename: str) -> in
         fd = open_owned(dir_fd, names.part, os.O_WRONLY | os.O_CREAT, filename=filename,
                         what="partial file")  # fmt: skip
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DownloadInProgressError(str(path), _holder(dir_fd, names, filename)) from None
+            if not _lock(fd):
+                raise DownloadInProgressError(str(path), _holder(dir_fd, names, filename))
             if _is_named(dir_fd, names.part, fd):
                 return fd
         except BaseException:
@@ -306,6 +315,24 @@ def _open_locked(dir_fd: int, names: PartNames, path: Path, filename: str) -> in
             raise
         os.close(fd)  # its owner published or removed it before we locked it: open the new one
     raise DownloadInProgressError(str(path), "other downloads that keep replacing it")
+
+
+if sys.platform == "win32":  # pragma: no cover - no flock, no O_NOFOLLOW, no dir_fd there
+
+    def _lock(fd: int) -> bool:
+        raise OSError("downloads need a POSIX system (flock, O_NOFOLLOW)")
+
+else:
+    import fcntl
+
+    def _lock(fd: int) -> bool:
+        """Take the exclusive lock on ``fd`` (an open file description: other descriptors of
+        this process are excluded too); False when another download holds it."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
 
 def _bound_record(
