@@ -81,7 +81,7 @@ class Partial:
         self.identity = identity
         self._jobs = ThreadJobs()
         self._writer: PartWriter | None = None
-        self._closed = self._published = False
+        self._closed = self._published = self._released = False
 
     @classmethod
     async def claim(
@@ -254,10 +254,15 @@ class Partial:
         RESERVATIONS.release(id(self))
         try:
             await self._jobs.wait()
+            # in a thread: ext4 flushes a file on its close after a truncate (auto_da_alloc)
+            await self._jobs.run(self._release)
         finally:
-            self._jobs.close(self._release)
+            self._jobs.close(self._release)  # cancelled meanwhile: once the job under way ends
 
     def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         _let_go(self._dir_fd, self._fd, self.names, empty=not self._published and self.kept == 0)
 
 
