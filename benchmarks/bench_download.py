@@ -42,17 +42,21 @@ from chutes_jobs import transfer
 
 
 async def chutes_jobs_client(url: str, out: Path, fsync: bool) -> dict[str, Any]:
+    identity = transfer.PartIdentity("bench", "file", out.name)
     async with aiohttp.ClientSession() as session, Measure() as m:
-        part = transfer.part_path_for(out)
-        async with session.get(url, headers=transfer.range_header_for(part)) as response:
-            response.raise_for_status()
-            offset = transfer.resume_offset(response, 0)
-            total = transfer.expected_total(response, offset)
-            await transfer.stream_to_part(response, part, offset=offset, filename=out.name)
-        transfer.check_complete(part, total)
-        t0 = time.perf_counter()
-        await transfer.finalize(part, out, fsync=fsync)
-        finalize_s = time.perf_counter() - t0
+        partial = await transfer.Partial.claim(out.parent, out, identity, overwrite=True)
+        try:
+            async with session.get(url) as response:
+                response.raise_for_status()
+                plan = transfer.plan_body(response, 0)
+                writer = await partial.begin(plan)
+                end = await transfer.stream_to_part(response, writer, plan=plan, filename=out.name)
+            transfer.check_complete(plan, end, out.name)
+            t0 = time.perf_counter()
+            await partial.publish(size=end, overwrite=True, fsync=fsync)
+            finalize_s = time.perf_counter() - t0
+        finally:
+            await partial.close()
     return {"measure": m, "finalize_s": finalize_s}
 
 
@@ -70,8 +74,10 @@ async def naive_client(url: str, out: Path) -> dict[str, Any]:
 
 def client_main(name: str, url: str, out: str) -> None:
     opts: dict[str, Any] = json.loads(name[name.index("{") :]) if "{" in name else {}
-    for key, value in opts.items():
-        setattr(transfer, key, value)  # matrix: override one of the module's constants
+    for key, value in opts.items():  # matrix: override one of the transfer constants
+        for module in (transfer.partfile, transfer.receive):
+            if hasattr(module, key):
+                setattr(module, key, value)
     if name.startswith("naive"):
         result = asyncio.run(naive_client(url, Path(out)))
     else:
@@ -121,7 +127,7 @@ def main() -> None:
     fin = [r["finalize_s"] for r in runs["chutes-jobs +fsync"]]
     fin0 = [r["finalize_s"] for r in runs["chutes-jobs"]]
     print(
-        f"\nfinalize(): fsync {statistics.median(fin):.3f} s,"
+        f"\npublish(): fsync {statistics.median(fin):.3f} s,"
         f" without {statistics.median(fin0):.4f} s"
     )
     print_all_runs(runs)

@@ -1,18 +1,20 @@
-"""Downloading a job's output files: retried, resumed, atomic, bounded in concurrency.
+"""Downloading a job's output files: retried, resumed, owned, proven, bounded in concurrency.
 
-One file goes to ``name.part`` (see :mod:`chutes_jobs.transfer`) and is renamed once complete.
-Retries follow the session's :class:`~chutes_jobs.RetryPolicy` for transfers, with progress
-measured by the ``.part`` file's size: an attempt that leaves it longer than any attempt before
-renews the budget (attempt count and deadline; :meth:`RetryPolicy.run`'s ``progress``). A
-multi-GB file over a link that drops now and then still arrives; a failure that keeps happening
-at the same spot still ends.
+One file goes to its partial file (``name.part``, see :mod:`chutes_jobs.transfer.partial`):
+owned by this download alone, bound to its server file, renamed into place only once its bytes
+are proven complete. Retries follow the session's :class:`~chutes_jobs.RetryPolicy` for
+transfers, with progress measured by the bytes the partial holds: an attempt that leaves it
+longer than any attempt before renews the budget (attempt count and deadline;
+:meth:`RetryPolicy.run`'s ``progress``). A multi-GB file over a link that drops now and then
+still arrives; a failure that keeps happening at the same spot still ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -30,18 +32,17 @@ from .instrumentation.scopes import TransferWatch
 from .models import Job, OutputFile
 from .retry import CallKind
 from .transfer import (
-    PART_SUFFIX,
+    Partial,
+    PartIdentity,
     ProgressCallback,
     check_complete,
-    expected_total,
-    finalize,
-    part_path_for,
-    range_header_for,
-    requested_offset,
-    resume_offset,
+    is_out_of_space,
+    part_names,
+    plan_body,
     safe_destination,
     stream_to_part,
 )
+from .transfer.files import DEFAULT_NAME_MAX
 
 if TYPE_CHECKING:
     from ._http import Transport
@@ -67,91 +68,85 @@ async def download_file(
     progress: ProgressCallback | None,
     overwrite: bool,
     fsync: bool = True,
+    root: Path | None = None,
 ) -> Path:
-    """Stream ``file`` into ``dest.part``, resuming across retries, then rename it to ``dest``.
+    """Download ``file`` into its partial file, resuming across retries, then publish it as
+    ``dest``. ``root``: the destination folder ``dest`` lies under (no link followed below
+    it); by default ``dest``'s own folder. The instrumentation hooks see it as one
+    ``download`` operation and transfer."""
+    identity = PartIdentity(job_id, file.file_id, file.filename)
+    url = session.url(download_path(job_id, file.file_id))
+    partial = await Partial.claim(root or dest.parent, dest, identity, overwrite=overwrite)
+    try:
+        async with TransferWatch(
+            session.hooks, "download", job_id, file.filename, dest, measure=partial.progress
+        ) as watch:
+            await _download_into(session, url, partial, watch, progress, overwrite, fsync)
+    finally:
+        await partial.close()
+    return dest
 
-    The instrumentation hooks see it as one ``download`` operation and transfer.
-    """
-    measure = functools.partial(_part_size, part_path_for(dest))
-    async with TransferWatch(
-        session.hooks, "download", job_id, file.filename, dest, measure=measure
-    ) as watch:
-        return await _download_file(
-            session, job_id, file, dest, watch=watch, progress=progress, overwrite=overwrite,
-            fsync=fsync,
-        )  # fmt: skip
 
-
-async def _download_file(
+async def _download_into(
     session: Transport,
-    job_id: str,
-    file: OutputFile,
-    dest: Path,
-    *,
+    url: yarl.URL,
+    partial: Partial,
     watch: TransferWatch,
     progress: ProgressCallback | None,
     overwrite: bool,
     fsync: bool,
-) -> Path:
-    if not overwrite and await asyncio.to_thread(dest.exists):
-        raise FileExistsError(f"{dest} exists; pass overwrite=True to replace it")
-    part = part_path_for(dest)
-    url = session.url(download_path(job_id, file.file_id))
+) -> None:
+    """The retried attempts of one download, then its publication."""
     progress = watch.progress(progress)
 
-    async def attempt(number: int) -> None:
+    async def attempt(number: int) -> int:
         try:
-            reached = await _fetch_into(session, url, part, file.filename, progress, number)
+            start, end = await _fetch_into(session, url, partial, progress, number)
         except APIStatusError as exc:
             if exc.status != RANGE_NOT_SATISFIABLE:
                 raise
-            log.info("stale partial download of %s, starting over", file.filename)
-            await asyncio.to_thread(part.unlink, True)
-            reached = await _fetch_into(session, url, part, file.filename, progress, number)
-        watch.attempt_done(*reached)
+            log.info("stale partial download of %s, starting over", partial.identity.filename)
+            await partial.restart()
+            start, end = await _fetch_into(session, url, partial, progress, number)
+        watch.attempt_done(start, end)
+        return end
 
-    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    await session.retry_policy.run(
-        CallKind.TRANSFER, attempt, progress=lambda: _part_size(part), hooks=session.hooks
-    )
-    await finalize(part, dest, overwrite=overwrite, fsync=fsync)
-    return dest
+    try:
+        size = await session.retry_policy.run(
+            CallKind.TRANSFER, attempt, progress=partial.progress, hooks=session.hooks
+        )
+        await partial.publish(size=size, overwrite=overwrite, fsync=fsync)
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            raise
+        raise await partial.no_space(exc) from None
 
 
 async def _fetch_into(
     session: Transport,
     url: yarl.URL,
-    part: Path,
-    filename: str,
+    partial: Partial,
     progress: ProgressCallback | None,
     attempt: int,
 ) -> tuple[int, int]:
-    """One GET, appended to the ``.part`` from where it ends (or from zero on a 200).
-
-    Returns where this attempt started in the file and the file's size once it ended.
-    """
-    headers = await asyncio.to_thread(range_header_for, part)
+    """One GET written into the partial from where it should continue: where this attempt
+    started in the file, and the file's size once it ended."""
+    requested = partial.resume_from
     # Byte counts and Range offsets must mean bytes of the file, not of a compressed stream.
-    headers["Accept-Encoding"] = "identity"
+    headers = {"Accept-Encoding": "identity"}
+    if requested:
+        headers["Range"] = f"bytes={requested}-"
+    filename = partial.identity.filename
     async with session.send_once(
         "GET", url, headers=headers, timeout=session.transfer_timeout, attempt=attempt
     ) as response:
-        offset = resume_offset(response, requested_offset(headers))
-        total = expected_total(response, offset)
-        size = await stream_to_part(
-            response, part, offset=offset, filename=filename, progress=progress
+        plan = plan_body(response, requested)
+        writer = await partial.begin(plan)
+        end = await stream_to_part(
+            response, writer, plan=plan, filename=filename, progress=progress
         )
-    await asyncio.to_thread(check_complete, part, total)
-    return offset, size
-
-
-async def _part_size(part: Path) -> int:
-    """How many bytes the ``.part`` holds: the progress of a download's attempts."""
-    try:
-        stat = await asyncio.to_thread(part.stat)
-    except FileNotFoundError:
-        return 0
-    return stat.st_size
+    check_complete(plan, end, filename)
+    return plan.offset, end
 
 
 async def download_all(
@@ -170,12 +165,13 @@ async def download_all(
     gate = asyncio.Semaphore(concurrency)
     downloaded: dict[str, Path] = {}
     errors: list[Exception] = []
-    names = {f.filename for f in job.output_files.values()}
+    files = list(job.output_files.values())
+    root, temp_names = await asyncio.to_thread(_layout, dest_dir, [f.filename for f in files])
 
     async def one(file: OutputFile) -> None:
         try:
-            _refuse_part_collision(file.filename, names)
-            dest = await asyncio.to_thread(_destination, dest_dir, file)
+            _refuse_temp_name(file.filename, temp_names)
+            dest = await asyncio.to_thread(_destination, root, file)
             async with gate:
                 downloaded[file.filename] = await download_file(
                     session,
@@ -185,6 +181,7 @@ async def download_all(
                     progress=progress,
                     overwrite=overwrite,
                     fsync=fsync,
+                    root=root,
                 )
         except (ChutesError, OSError) as exc:
             exc.add_note(f"output file: {file.filename!r}")
@@ -192,30 +189,47 @@ async def download_all(
             errors.append(exc)
 
     async with asyncio.TaskGroup() as group:
-        for file in job.output_files.values():
+        for file in files:
             group.create_task(one(file))
     if errors:
         raise DownloadOutputsError(
-            f"{len(errors)} of {len(job.output_files)} output file(s) of job {job.job_id} failed",
+            f"{len(errors)} of {len(files)} output file(s) of job {job.job_id} failed",
             errors,
             downloaded=downloaded,
         )
     return downloaded
 
 
-def _refuse_part_collision(filename: str, names: set[str]) -> None:
-    """``x.part`` next to ``x`` would be written over by the partial download of ``x``."""
-    if filename.endswith(PART_SUFFIX) and filename[: -len(PART_SUFFIX)] in names:
+def _layout(dest_dir: Path, filenames: Iterable[str]) -> tuple[Path, dict[str, str]]:
+    """The destination folder, resolved, and ``{path of a partial or record: its output}``
+    for every output (it resolves paths, so it runs in a thread)."""
+    root = dest_dir.resolve()
+    try:
+        limit = int(os.pathconf(root, "PC_NAME_MAX"))
+    except (OSError, ValueError):  # not made yet, or no limit to tell
+        limit = DEFAULT_NAME_MAX
+    temp_names: dict[str, str] = {}
+    for filename in filenames:
+        folder, _, name = filename.rpartition("/")
+        names = part_names(name, limit)
+        for temp in (names.part, names.record):
+            temp_names[f"{folder}/{temp}" if folder else temp] = filename
+    return root, temp_names
+
+
+def _refuse_temp_name(filename: str, temp_names: dict[str, str]) -> None:
+    """An output named like another one's partial file or record would be written over."""
+    owner = temp_names.get(filename)
+    if owner is not None and owner != filename:
         raise UnsafePathError(
             filename,
-            f"it is where {filename[: -len(PART_SUFFIX)]!r}, another output, is downloaded to "
-            "before its rename",
+            f"it is where {owner!r}, another output, keeps its partial download until renamed",
         )
 
 
-def _destination(dest_dir: Path, file: OutputFile) -> Path:
+def _destination(root: Path, file: OutputFile) -> Path:
     """Where ``file`` goes (it resolves paths, so it runs in a thread)."""
-    dest = safe_destination(dest_dir, file.filename)
+    dest = safe_destination(root, file.filename)
     if not file.uploaded:
         raise OutputMissingError(file.filename)
     return dest

@@ -26,9 +26,11 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeleteFailedError",
+    "DownloadInProgressError",
     "DownloadOutputsError",
     "DuplicateInputError",
     "IncompleteTransferError",
+    "InsufficientSpaceError",
     "JobFailedError",
     "JobTimeoutError",
     "JobUnreadableError",
@@ -119,7 +121,9 @@ class RequestTimeoutError(TransportError, TimeoutError):
 
 
 class IncompleteTransferError(TransportError):
-    """A body ended before the number of bytes its Content-Length announced."""
+    """A body ended before it was proven complete: fewer bytes than its Content-Length or
+    Content-Range announced, a cut chunked body, or no length and no framing to tell its end
+    from a dropped connection. No file was written under the final name."""
 
 
 class ProtocolError(ChutesError):
@@ -286,6 +290,39 @@ class UnsafePathError(ChutesError, ValueError):
         self.filename = filename
         self.reason = reason
         super().__init__(f"refusing output file {filename!r}: {reason}")
+
+
+class DownloadInProgressError(ChutesError):
+    """Another download (a task of this process or another process) holds the partial file of
+    this destination; this one stopped before writing anything."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(f"{path} is being downloaded by {holder}; wait for it to finish")
+
+
+class InsufficientSpaceError(ChutesError):
+    """An output file does not fit on the destination's filesystem.
+
+    Raised before writing when the announced size cannot fit, or when the disk fills up
+    meanwhile; the partial file is deleted, so its space goes to the other files.
+    :attr:`needed` and :attr:`free` are in bytes.
+    """
+
+    def __init__(self, filename: str, folder: str, needed: int, free: int) -> None:
+        self.filename = filename
+        self.folder = folder
+        self.needed = needed
+        self.free = free
+        super().__init__(
+            f"no space for output file {filename!r} in {folder}: it needs {needed} bytes "
+            f"({_mib(needed)}), {free} bytes ({_mib(free)}) are free"
+        )
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / (1024 * 1024):.1f} MiB"
 
 
 class OutputMissingError(ChutesError):

@@ -247,11 +247,17 @@ class JobHandle:
         ``dest.part`` first; the file appears under ``dest`` only once complete (and, with
         ``fsync``, flushed to disk). A dropped connection or short body resumes with ``Range``
         where the server answers 206 and restarts where it answers 200; every attempt that
-        gets further than the ones before renews the retry budget. ``FileExistsError`` if
-        ``dest`` exists and not ``overwrite``; :class:`OutputMissingError` if the worker never
-        uploaded the file. ``progress``: a callback getting :class:`TransferProgress`
-        snapshots, or ``True`` for a progress bar where one can be drawn (a terminal, Jupyter;
-        needs rich, the ``cli`` extra), nothing elsewhere.
+        gets further than the ones before renews the retry budget; a partial is resumed only
+        when its ``.part.json`` record names this job, file and size (README, "Downloads").
+        ``FileExistsError`` if ``dest`` exists and not ``overwrite``;
+        :class:`OutputMissingError` if the worker never uploaded the file;
+        :class:`DownloadInProgressError` if another download owns ``dest``'s partial;
+        :class:`UnsafePathError` if a link or another user's file sits at its partial's names;
+        :class:`InsufficientSpaceError` if the file cannot fit; :class:`IncompleteTransferError`
+        when the retries ran out before the body was proven complete.
+        ``progress``: a callback getting :class:`TransferProgress` snapshots, or ``True`` for a
+        progress bar where one can be drawn (a terminal, Jupyter; needs rich, the ``cli``
+        extra), nothing elsewhere.
         """
         resolved = await self._uploaded_file(file)
         with progress_option(progress) as callback:
@@ -313,9 +319,7 @@ class JobHandle:
                 fsync=fsync,
             )
 
-    # -- worker side -------------------------------------------------------------------------
-    # A worker's handle comes from ChutesSession.job_from_status_url: it holds the job token
-    # (never shown in its repr). These methods refuse to run on a handle without one.
+    # -- worker side (a handle from job_from_status_url holds the job token; never in its repr)
 
     def _worker_token(self) -> str:
         token = self._token

@@ -24,6 +24,7 @@ or retries).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
@@ -36,6 +37,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .models import MAX_RECORDED_DETAIL, Job
+from .transfer import acquire_in_thread
 from .worker import already_finished, check_result
 
 if TYPE_CHECKING:
@@ -123,7 +125,9 @@ async def run_job(
     cancelled, the outcome is reported as ``"cancelled"`` first and the cancellation re-raised
     afterwards; a second cancellation interrupts the reporting itself.
     """
-    output_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="chutes-job-", dir=work_dir))
+    make = functools.partial(tempfile.mkdtemp, prefix="chutes-job-", dir=work_dir)
+    remove = functools.partial(shutil.rmtree, ignore_errors=True)
+    output_dir = Path(await acquire_in_thread(make, remove))  # cancelled: removed anyway
     try:
         outcome = await run_function(fn, output_dir, job_args)
         cancelled = outcome.status == "cancelled" and _uncancel_current_task()

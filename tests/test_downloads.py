@@ -208,8 +208,8 @@ async def test_persistent_failure_exhausts_the_retries(emu: Emulator, tmp_path: 
             await handle.download("file_000.bin", tmp_path / "f.bin")
         assert caught.value.attempts == 3 == len(range_offsets(emu))
         assert not (tmp_path / "f.bin").exists()
-        # what arrived stays for a later resume, never under the final name
-        assert tree(tmp_path) == ["f.bin.part"]
+        # what arrived stays for a later resume (with its record), never under the final name
+        assert tree(tmp_path) == ["f.bin.part", "f.bin.part.json"]
 
 
 async def test_server_errors_exhaust_the_retries(emu: Emulator, tmp_path: Path) -> None:

@@ -16,18 +16,21 @@ from multidict import CIMultiDict
 
 from chutes_jobs.errors import IncompleteTransferError
 from chutes_jobs.transfer import (
+    BodyPlan,
+    Partial,
+    PartIdentity,
     TransferProgress,
     check_complete,
     expected_total,
-    finalize,
     multipart_upload_body,
-    part_path_for,
+    part_names,
     partfile,
-    range_header_for,
+    plan_body,
     receive,
     resume_offset,
     stream_to_part,
 )
+from chutes_jobs.transfer.record import PartRecord, read_record, write_record
 
 MIB = 1024 * 1024
 DATA = os.urandom(5 * MIB + 7)  # spans several write batches and an odd tail
@@ -160,6 +163,42 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+IDENTITY = PartIdentity("job-1", "file-1", "a.bin")
+
+
+def part_of(dest: Path) -> Path:
+    return dest.with_name(part_names(dest.name).part)
+
+
+def record_of(dest: Path) -> Path:
+    return dest.with_name(part_names(dest.name).record)
+
+
+def seed_partial(
+    dest: Path, data: bytes, *, size: int | None = len(DATA), identity: PartIdentity = IDENTITY
+) -> None:
+    """Leave a partial of ``data`` with a record, as an interrupted download of ``identity``."""
+    part_of(dest).write_bytes(data)
+    fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        record = PartRecord(identity.job_id, identity.file_id, size, 1, "elsewhere")
+        write_record(fd, part_names(dest.name).record, record, filename=dest.name)
+    finally:
+        os.close(fd)
+
+
+def names_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def recorded(dest: Path) -> PartRecord | None:
+    fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        return read_record(fd, part_names(dest.name).record, filename=dest.name)
+    finally:
+        os.close(fd)
+
+
 async def attempt(
     client: aiohttp.ClientSession,
     url: str,
@@ -167,18 +206,25 @@ async def attempt(
     *,
     overwrite: bool = False,
     progress: Any = None,
+    identity: PartIdentity = IDENTITY,
 ) -> Path:
-    """One download attempt, wired the way job.py does it."""
-    part = part_path_for(dest)
-    headers = range_header_for(part)
-    requested = int(headers["Range"][6:-1]) if headers else 0
-    async with client.get(url, headers=headers) as response:
-        response.raise_for_status()
-        offset = resume_offset(response, requested)
-        total = expected_total(response, offset)
-        await stream_to_part(response, part, offset=offset, filename=dest.name, progress=progress)
-    check_complete(part, total)
-    return await finalize(part, dest, overwrite=overwrite)
+    """One download attempt, wired the way downloads.py does it."""
+    partial = await Partial.claim(dest.parent, dest, identity, overwrite=overwrite)
+    try:
+        requested = partial.resume_from
+        headers = {"Range": f"bytes={requested}-"} if requested else {}
+        async with client.get(url, headers=headers) as response:
+            response.raise_for_status()
+            plan = plan_body(response, requested)
+            writer = await partial.begin(plan)
+            end = await stream_to_part(
+                response, writer, plan=plan, filename=dest.name, progress=progress
+            )
+        check_complete(plan, end, dest.name)
+        await partial.publish(size=end, overwrite=overwrite, fsync=True)
+    finally:
+        await partial.close()
+    return dest
 
 
 # ----------------------------------------------------------------------------- download
@@ -189,9 +235,10 @@ async def test_download_lands_under_the_final_name_with_the_same_bytes(
 ) -> None:
     _, base = server
     dest = tmp_path / "out" / "a.bin"
+    dest.parent.mkdir()
     assert await attempt(client, f"{base}/file", dest) == dest
     assert sha256(dest.read_bytes()) == sha256(DATA)
-    assert not part_path_for(dest).exists()
+    assert names_in(dest.parent) == ["a.bin"]  # no partial, no record
 
 
 async def test_resume_appends_a_206_body_to_the_part(
@@ -199,8 +246,7 @@ async def test_resume_appends_a_206_body_to_the_part(
 ) -> None:
     _, base = server
     dest = tmp_path / "a.bin"
-    part_path_for(dest).write_bytes(DATA[: 3 * MIB + 5])
-    assert range_header_for(part_path_for(dest)) == {"Range": f"bytes={3 * MIB + 5}-"}
+    seed_partial(dest, DATA[: 3 * MIB + 5])
     seen: list[TransferProgress] = []
     await attempt(client, f"{base}/file", dest, progress=seen.append)
     assert dest.read_bytes() == DATA
@@ -208,13 +254,46 @@ async def test_resume_appends_a_206_body_to_the_part(
     assert seen[-1] == TransferProgress("a.bin", len(DATA), len(DATA))
 
 
+async def test_a_partial_without_a_record_of_this_file_is_not_resumed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dest = tmp_path / "a.bin"
+    for stale in (None, PartIdentity("job-2", "file-1", "a.bin"), "no record"):
+        if stale == "no record":
+            part_of(dest).write_bytes(b"x" * 1000)
+        else:
+            seed_partial(dest, b"x" * 1000, identity=stale or IDENTITY, size=stale and len(DATA))
+        with caplog.at_level("DEBUG", logger="chutes_jobs"):
+            partial = await Partial.claim(tmp_path, dest, IDENTITY, overwrite=True)
+        try:
+            assert partial.resume_from == 0 and part_of(dest).stat().st_size == 0
+            assert "discarding 1000 bytes of partial a.bin.part" in caplog.text
+        finally:
+            await partial.close()
+        caplog.clear()
+        assert not part_of(dest).exists() and not record_of(dest).exists()  # empty: removed
+
+
 async def test_resume_restarts_when_the_server_answers_200(
     server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     _, base = server
     dest = tmp_path / "a.bin"
-    part_path_for(dest).write_bytes(b"stale bytes that must not survive" * 1000)
+    seed_partial(dest, b"stale bytes that must not survive" * 1000)
     await attempt(client, f"{base}/norange", dest)
+    assert dest.read_bytes() == DATA
+
+
+async def test_a_resume_announcing_another_size_restarts(
+    server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    _, base = server
+    dest = tmp_path / "a.bin"
+    seed_partial(dest, DATA[:1000], size=len(DATA) + 1)  # the file changed on the server since
+    with pytest.raises(IncompleteTransferError, match=f"announced {len(DATA)} bytes"):
+        await attempt(client, f"{base}/file", dest)
+    assert not dest.exists() and not part_of(dest).exists()
+    await attempt(client, f"{base}/file", dest)
     assert dest.read_bytes() == DATA
 
 
@@ -223,12 +302,11 @@ async def test_a_206_starting_elsewhere_is_refused_and_the_next_attempt_restarts
 ) -> None:
     _, base = server
     dest = tmp_path / "a.bin"
-    part = part_path_for(dest)
-    part.write_bytes(DATA[:100])
-    with pytest.raises(IncompleteTransferError, match="restarting from zero"):
+    seed_partial(dest, DATA[:100])
+    with pytest.raises(IncompleteTransferError, match="restarting"):
         await attempt(client, f"{base}/badrange", dest)
     assert not dest.exists()
-    assert range_header_for(part) == {}  # next attempt asks for the whole file
+    assert not part_of(dest).exists()  # emptied, so removed: the next attempt asks for it all
     await attempt(client, f"{base}/file", dest)
     assert dest.read_bytes() == DATA
 
@@ -241,9 +319,21 @@ async def test_short_body_raises_and_leaves_no_final_file(
     with pytest.raises(IncompleteTransferError):
         await attempt(client, f"{base}/short", dest)
     assert not dest.exists()
-    assert part_path_for(dest).read_bytes() == DATA[: 2 * MIB]
+    assert part_of(dest).read_bytes() == DATA[: 2 * MIB]
+    assert recorded(dest) == PartRecord("job-1", "file-1", len(DATA), os.getpid(), ANY_HOST)
     await attempt(client, f"{base}/file", dest)  # the retry resumes and completes
     assert dest.read_bytes() == DATA
+
+
+class _AnyHost(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+ANY_HOST = _AnyHost()
 
 
 @pytest.mark.parametrize("cut_at", [1, 100_000, 2 * MIB + 1, 3 * MIB + 12_345])
@@ -258,7 +348,7 @@ async def test_a_cut_keeps_every_byte_received_in_the_part(
     with pytest.raises(IncompleteTransferError):
         await attempt(client, f"{base}/cut", dest)
     assert not dest.exists()
-    assert part_path_for(dest).read_bytes() == DATA[:cut_at]
+    assert part_of(dest).read_bytes() == DATA[:cut_at]
     await attempt(client, f"{base}/file", dest)
     assert dest.read_bytes() == DATA
 
@@ -270,13 +360,19 @@ async def test_bytes_still_buffered_when_the_cut_is_seen_are_kept(
     # raises at once, with the body still in its buffer
     state, base = server
     state.cut_at = 100_000
-    part = tmp_path / "a.bin.part"
-    async with client.get(f"{base}/cut") as response:
-        while response.content.exception() is None:
-            await asyncio.sleep(0.01)
-        with pytest.raises(IncompleteTransferError, match="body cut short"):
-            await stream_to_part(response, part, offset=0, filename="a.bin")
-    assert part.read_bytes() == DATA[:100_000]
+    dest = tmp_path / "a.bin"
+    partial = await Partial.claim(tmp_path, dest, IDENTITY, overwrite=False)
+    try:
+        async with client.get(f"{base}/cut") as response:
+            while response.content.exception() is None:
+                await asyncio.sleep(0.01)
+            plan = plan_body(response, 0)
+            writer = await partial.begin(plan)
+            with pytest.raises(IncompleteTransferError, match="body cut short"):
+                await stream_to_part(response, writer, plan=plan, filename="a.bin")
+    finally:
+        await partial.close()
+    assert part_of(dest).read_bytes() == DATA[:100_000]
 
 
 async def test_cancelled_download_leaves_no_final_file(
@@ -284,18 +380,14 @@ async def test_cancelled_download_leaves_no_final_file(
 ) -> None:
     _, base = server
     dest = tmp_path / "a.bin"
-    started = asyncio.Event()
-
-    def on_progress(p: TransferProgress) -> None:
-        started.set()
-
-    task = asyncio.create_task(attempt(client, f"{base}/stalled", dest, progress=on_progress))
-    await started.wait()
+    task = asyncio.create_task(attempt(client, f"{base}/stalled", dest))
+    while not (part_of(dest).exists() and part_of(dest).stat().st_size):  # the first write
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not dest.exists()
-    assert DATA.startswith(part_path_for(dest).read_bytes())
+    assert part_of(dest).read_bytes() == DATA[: 2 * MIB]  # the write under way ended first
 
 
 async def test_existing_destination_is_not_overwritten_unless_asked(
@@ -304,11 +396,24 @@ async def test_existing_destination_is_not_overwritten_unless_asked(
     _, base = server
     dest = tmp_path / "a.bin"
     dest.write_bytes(b"precious")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
         await attempt(client, f"{base}/file", dest)
     assert dest.read_bytes() == b"precious"
-    assert part_path_for(dest).read_bytes() == DATA  # kept: nothing to download again
+    assert names_in(tmp_path) == ["a.bin"]  # refused before writing
     await attempt(client, f"{base}/file", dest, overwrite=True)
+    assert dest.read_bytes() == DATA
+
+
+async def test_a_complete_partial_is_checked_with_its_last_byte(
+    server: tuple[Server, str], client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    _, base = server
+    dest = tmp_path / "a.bin"
+    seed_partial(dest, DATA)  # complete, never renamed (the process died in between)
+    partial = await Partial.claim(tmp_path, dest, IDENTITY, overwrite=False)
+    assert partial.resume_from == len(DATA) - 1
+    await partial.close()
+    await attempt(client, f"{base}/file", dest)
     assert dest.read_bytes() == DATA
 
 
@@ -331,6 +436,7 @@ async def test_a_chunked_body_without_length_downloads(
     _, base = server
     dest = await attempt(client, f"{base}/chunked", tmp_path / "a.bin")
     assert dest.read_bytes() == DATA
+    assert not part_of(dest).exists() and not record_of(dest).exists()
 
 
 async def test_write_behind_keeps_the_bytes_and_the_resume_intact(
@@ -344,7 +450,7 @@ async def test_write_behind_keeps_the_bytes_and_the_resume_intact(
     monkeypatch.setattr(receive, "WRITE_BATCH", 256 * 1024)
     _, base = server
     dest = tmp_path / "a.bin"
-    part_path_for(dest).write_bytes(DATA[: MIB + 1])
+    seed_partial(dest, DATA[: MIB + 1])
     await attempt(client, f"{base}/file", dest)
     assert dest.read_bytes() == DATA
 
@@ -354,18 +460,23 @@ async def test_larger_socket_reads_only_while_the_body_streams(
 ) -> None:
     _, base = server
     during: list[int] = []
-    async with client.get(f"{base}/file") as response:
-        assert response.connection is not None
-        transport = response.connection.transport
-        default = getattr(transport, "max_size", None)
-        assert isinstance(default, int)  # asyncio's selector transport, which the tests use
-        await stream_to_part(
-            response,
-            tmp_path / "a.bin.part",
-            offset=0,
-            filename="a.bin",
-            progress=lambda _: during.append(getattr(transport, "max_size")),  # noqa: B009
-        )
+    partial = await Partial.claim(tmp_path, tmp_path / "a.bin", IDENTITY, overwrite=False)
+    try:
+        async with client.get(f"{base}/file") as response:
+            assert response.connection is not None
+            transport = response.connection.transport
+            default = getattr(transport, "max_size", None)
+            assert isinstance(default, int)  # asyncio's selector transport, which the tests use
+            plan = plan_body(response, 0)
+            await stream_to_part(
+                response,
+                await partial.begin(plan),
+                plan=plan,
+                filename="a.bin",
+                progress=lambda _: during.append(getattr(transport, "max_size")),  # noqa: B009
+            )
+    finally:
+        await partial.close()
     *streaming, final = during  # the final snapshot comes once the body is in
     assert streaming and set(streaming) == {receive.SOCKET_READ}
     assert final == default
@@ -383,13 +494,13 @@ async def test_empty_file_downloads(
     assert seen == [TransferProgress("empty", 0, 0)]
 
 
-def test_check_complete_compares_the_byte_count(tmp_path: Path) -> None:
-    part = tmp_path / "a.part"
-    part.write_bytes(b"12345")
-    check_complete(part, 5)
-    check_complete(part, None)  # size unknown: nothing to compare
+def test_check_complete_needs_the_announced_count_or_a_framed_end() -> None:
+    check_complete(BodyPlan(0, 5, framed=True), 5, "a")
+    check_complete(BodyPlan(0, None, framed=True), 7, "a")  # chunked: aiohttp saw its end
     with pytest.raises(IncompleteTransferError, match="5 bytes received, the server announced 6"):
-        check_complete(part, 6)
+        check_complete(BodyPlan(0, 6, framed=True), 5, "a")
+    with pytest.raises(IncompleteTransferError, match="neither a length nor chunked framing"):
+        check_complete(BodyPlan(0, None, framed=False), 5, "a")
 
 
 class FakeResponse:
@@ -420,6 +531,75 @@ def test_resume_offset_and_expected_total(
     response: Any = FakeResponse(status, headers)
     assert resume_offset(response, requested) == offset
     assert expected_total(response, offset) == total
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "requested", "plan"),
+    [
+        (200, {"Content-Length": "100"}, 40, BodyPlan(0, 100, framed=True)),
+        (200, {}, 0, BodyPlan(0, None, framed=False)),
+        (200, {"Transfer-Encoding": "chunked"}, 0, BodyPlan(0, None, framed=True)),
+        (206, {"Content-Range": "bytes 40-99/100", "Content-Length": "60"}, 40,
+         BodyPlan(40, 100, framed=True)),
+        (206, {"Content-Range": "bytes 0-99/100", "Content-Length": "100"}, 40,
+         BodyPlan(0, 100, framed=True)),  # from 0: a restart
+        (206, {"Content-Range": "bytes 10-99/100", "Content-Length": "90"}, 40,
+         BodyPlan(0, 100, framed=True, refused="the server answered 'bytes 10-99/100' to a "
+                  "request from byte 40")),
+        (206, {"Content-Range": "bytes 40-99/100", "Content-Length": "30",
+               "Content-Encoding": "gzip"}, 40,
+         BodyPlan(40, None, framed=True, refused="the server answered a content-coded range, "
+                  "whose offsets are not the file's")),
+    ],
+)  # fmt: skip
+def test_plan_body(status: int, headers: dict[str, str], requested: int, plan: BodyPlan) -> None:
+    response: Any = FakeResponse(status, headers)
+    assert plan_body(response, requested) == plan
+
+
+class RawServer:
+    """A TCP server answering each GET with ``reply`` verbatim, then closing the connection."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.reply)
+        await writer.drain()
+        writer.close()
+
+
+async def raw_server(reply: bytes) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(RawServer(reply).handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/f"
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "error"),
+    [
+        # no length, no chunked: the connection's close ends the body, and a cut looks the same
+        ("Connection: close", DATA[:5000], "neither a length nor chunked framing"),
+        # chunked, cut before its last chunk
+        ("Transfer-Encoding: chunked", b"1388\r\n" + DATA[:5000] + b"\r\n", "body cut short"),
+        # chunked, cut inside a chunk
+        ("Transfer-Encoding: chunked", b"1388\r\n" + DATA[:100], "body cut short"),
+        # a length, cut short
+        ("Content-Length: 5000", DATA[:4000], "body cut short"),
+    ],
+)
+async def test_every_early_end_is_incomplete_and_publishes_nothing(
+    client: aiohttp.ClientSession, tmp_path: Path, head: str, body: bytes, error: str
+) -> None:
+    server, url = await raw_server(f"HTTP/1.1 200 OK\r\n{head}\r\n\r\n".encode() + body)
+    dest = tmp_path / "a.bin"
+    try:
+        with pytest.raises(IncompleteTransferError, match=error):
+            await attempt(client, url, dest)
+    finally:
+        server.close()
+    assert not dest.exists()
 
 
 # ----------------------------------------------------------------------------- upload

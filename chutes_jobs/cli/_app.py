@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ._exit import EXIT_INTERRUPTED, EXIT_OK
+from ._exit import EXIT_OK, interrupted_exit
 
 EPILOG = """\b
 Exit codes: 0 ok, 1 job failed, 2 usage error, 3 API/transport/file error,
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     """The console script: run the command line, with Ctrl-C and usage errors mapped."""
     try:
         code = cli.main(args=argv, prog_name="chutes-jobs", standalone_mode=False)
-    except click.exceptions.Abort:  # Ctrl-C outside a running command
-        sys.exit(EXIT_INTERRUPTED)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C outside a running command
+        interrupted_exit()
     except click.exceptions.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -19,6 +19,7 @@ from ._exit import (
     EXIT_API_ERROR,
     EXIT_JOB_FAILED,
     EXIT_OK,
+    INTERRUPT_GRACE,
     describe_create_not_found,
     describe_download_failure,
     describe_job_failure,
@@ -280,6 +281,8 @@ def bulk(
         "disk_gb": disk_gb,
         "wait_timeout": timeout,
         "resubmit_unknown": resubmit_unknown,
+        # Ctrl-C: creates under way get half the grace to be answered and recorded
+        "cancel_grace": INTERRUPT_GRACE / 2,
     }
     tally = run_async(
         run_bulk(conn, settings, printer),

@@ -1,58 +1,24 @@
-"""The ``.part`` file of a download: written behind in a worker thread, then finalized.
+"""Writing a download's body into its partial file: batches written behind in a worker thread.
 
-Nothing is ever written under the final name until :func:`finalize`, so a failed or cancelled
-download leaves no file there. It may leave ``name.part``: its bytes are a verified prefix of
-the body (written in order, the in-flight write awaited before closing), which is what the next
-attempt resumes from with ``Range``. Why the writes are batched and written behind:
-``docs/PERFORMANCE.md``.
+The file itself (opening, ownership, publication) is :mod:`.partial`'s; this module only
+appends bytes to it. Why the writes are batched and written behind: ``docs/PERFORMANCE.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
-from pathlib import Path
 from typing import Final
 
-from ..errors import IncompleteTransferError
+from .threads import ThreadJobs
 
-__all__ = [
-    "PART_SUFFIX",
-    "PartWriter",
-    "check_complete",
-    "finalize",
-    "part_path_for",
-    "range_header_for",
-    "requested_offset",
-]
+__all__ = ["PartWriter"]
 
 MIB: Final = 1024 * 1024
 #: Written ranges go to the kernel's writeback at once and leave the page cache once this far
 #: behind the end of the file (``posix_fadvise``, where there is one); 0 leaves both alone.
 WRITE_BEHIND = 8 * MIB
-PART_SUFFIX: Final = ".part"
-
-
-def part_path_for(dest: Path) -> Path:
-    """The partial file a download of ``dest`` is written to: ``dest`` + ``.part``."""
-    return dest.with_name(dest.name + PART_SUFFIX)
-
-
-def range_header_for(part_path: Path) -> dict[str, str]:
-    """``{"Range": "bytes=N-"}`` when ``part_path`` holds N > 0 bytes, else ``{}``."""
-    try:
-        size = part_path.stat().st_size
-    except FileNotFoundError:
-        return {}
-    return {"Range": f"bytes={size}-"} if size > 0 else {}
-
-
-def requested_offset(headers: dict[str, str]) -> int:
-    """The offset a ``Range`` header from :func:`range_header_for` asked for (0 if none)."""
-    value = headers.get("Range", "")
-    return int(value[len("bytes=") : -1]) if value.startswith("bytes=") else 0
 
 
 class PartWriter:
@@ -64,25 +30,20 @@ class PartWriter:
     of a GiB of cache being filled per GiB downloaded.
     """
 
-    def __init__(self, fd: int, position: int) -> None:
+    def __init__(self, fd: int, jobs: ThreadJobs, position: int) -> None:
         self._fd = fd
+        self._jobs = jobs
+        #: Where the next byte goes: the file's size once every submitted batch is written.
         self.position = position
         self._pending: asyncio.Future[None] | None = None
         self._dropped = position  # the page cache before this offset was let go already
-
-    @classmethod
-    async def open(cls, part_path: Path, offset: int) -> PartWriter:
-        fd = await asyncio.to_thread(_open_part, part_path, offset)
-        return cls(fd, offset)
 
     async def submit(self, chunks: list[bytes]) -> None:
         """Wait for the previous write, then start writing ``chunks`` (returns at once)."""
         await self.flush()
         start = self.position
         self.position += sum(map(len, chunks))
-        self._pending = asyncio.get_running_loop().run_in_executor(
-            None, self._write, chunks, start, self.position
-        )
+        self._pending = self._jobs.start(self._write, chunks, start, self.position)
 
     def _write(self, chunks: list[bytes], start: int, end: int) -> None:
         """The thread job: write ``chunks`` (the range ``start``-``end``), then write behind."""
@@ -96,45 +57,20 @@ class PartWriter:
                     self._dropped = drop_to
 
     async def flush(self) -> None:
-        """Wait until every submitted chunk is in the file."""
+        """Wait until every submitted chunk is in the file (a failed write raises here)."""
         if self._pending is not None:
             # shielded: a cancellation must not mark the write done while its thread still
-            # runs, or close() would close the file under it
+            # runs (the partial is closed only after it, see ThreadJobs)
             await asyncio.shield(self._pending)
             self._pending = None
 
-    async def close(self) -> None:
-        """Close the file once the write in flight is done, even when cancelled meanwhile.
-
-        The close itself runs in a thread too: ext4 flushes a file on close after it was
-        truncated (``auto_da_alloc``), which measured 40-60 ms for 256 MiB.
-        """
+    async def settle(self) -> None:
+        """Wait until the write in flight, if any, has ended, whatever its outcome."""
         pending, self._pending = self._pending, None
-        loop = asyncio.get_running_loop()
-        fd = self._fd
-        if pending is None or pending.done():
-            await asyncio.shield(loop.run_in_executor(None, os.close, fd))
-            return
-        pending.add_done_callback(lambda _: loop.run_in_executor(None, os.close, fd))
-        with contextlib.suppress(Exception):  # its error, if any, is not the one to report
-            await asyncio.shield(pending)
-
-
-def _open_part(part_path: Path, offset: int) -> int:
-    """Open the ``.part`` for writing at ``offset``, dropping anything after it."""
-    part_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(part_path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size < offset:
-            raise ValueError(f"{part_path} holds {size} bytes, cannot resume at {offset}")
-        if size > offset:
-            os.ftruncate(fd, offset)
-        os.lseek(fd, offset, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        if pending is not None:
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # its error, if any, is not the one to report now
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
@@ -163,73 +99,3 @@ def _iov_max() -> int:
 
 
 _IOV_MAX = _iov_max()
-
-
-def check_complete(part_path: Path, expected_total: int | None) -> None:
-    """Raise :class:`IncompleteTransferError` unless ``part_path`` holds ``expected_total``
-    bytes (no check when the server did not announce a size)."""
-    if expected_total is None:
-        return
-    size = part_path.stat().st_size
-    if size != expected_total:
-        raise IncompleteTransferError(
-            f"{part_path.name}: {size} bytes received, the server announced {expected_total}"
-        )
-
-
-async def finalize(
-    part_path: Path, dest: Path, *, overwrite: bool = False, fsync: bool = True
-) -> Path:
-    """Move a complete ``.part`` to ``dest`` atomically and return ``dest``.
-
-    With ``fsync`` (the default) the data is flushed to disk before the rename and the folder
-    after it, so a crash cannot leave a truncated file under the final name; after a
-    :func:`stream_to_part` (which writes behind) it cost ~1 ms per GiB here, 0.27 s for data
-    left in the page cache (``benchmarks/bench_download.py`` measures it). Without
-    ``overwrite`` an existing ``dest`` is never replaced: :class:`FileExistsError`, and the
-    ``.part`` is kept. Runs in a worker thread.
-    """
-    await asyncio.to_thread(_finalize_sync, part_path, dest, overwrite, fsync)
-    return dest
-
-
-def _finalize_sync(part_path: Path, dest: Path, overwrite: bool, fsync: bool) -> None:
-    if fsync:
-        fd = os.open(part_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if overwrite:
-        os.replace(part_path, dest)
-    else:
-        _rename_no_clobber(part_path, dest)
-    if fsync:
-        _fsync_dir(dest.parent)
-
-
-def _rename_no_clobber(src: Path, dest: Path) -> None:
-    """Rename refusing an existing ``dest`` atomically where hard links work."""
-    try:
-        os.link(src, dest)  # fails with FileExistsError if dest exists, atomically
-    except FileExistsError:
-        raise FileExistsError(
-            errno.EEXIST, "destination exists (overwrite=False)", str(dest)
-        ) from None
-    except OSError:  # no hard links here (some FUSE/SMB mounts): check, then replace
-        if dest.exists():
-            raise FileExistsError(
-                errno.EEXIST, "destination exists (overwrite=False)", str(dest)
-            ) from None
-        os.replace(src, dest)
-        return
-    os.unlink(src)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not supported everywhere (Windows)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -1,14 +1,14 @@
-"""Reading a download's body into its ``.part`` file: Range resume, batching, errors.
+"""Reading a download's body into its partial file: what the answer says, batching, errors.
 
-One download attempt is::
+One download attempt is (``partial.py`` holds the file side)::
 
-    headers = range_header_for(part)                  # {"Range": "bytes=N-"} when resuming
-    (send the GET with these headers, get a 2xx response)
-    offset = resume_offset(response, requested)       # N on a matching 206, 0 on 200 (restart)
-    total = expected_total(response, offset)          # Content-Range total / Content-Length
-    await stream_to_part(response, part, offset=offset, filename=name, progress=cb)
-    check_complete(part, total)                       # IncompleteTransferError when short
-    await finalize(part, dest, overwrite=False)       # fsync + atomic rename
+    requested = partial.resume_from                   # N > 0 only for a partial of this file
+    (send the GET, with "Range: bytes=N-" when N > 0, and get a 2xx response)
+    plan = plan_body(response, requested)             # where the body goes, the file's size
+    writer = await partial.begin(plan)                # restart or resume; space reserved
+    end = await stream_to_part(response, writer, plan=plan, filename=name, progress=cb)
+    check_complete(plan, end, name)                   # IncompleteTransferError unless proven
+    await partial.publish(size=end, overwrite=False)  # fsync + atomic rename, checked
 
 How the body is read and why (measured): ``docs/PERFORMANCE.md``.
 """
@@ -18,17 +18,24 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Final
 
 import aiohttp
+import attrs
 from aiohttp import hdrs
 
 from ..errors import IncompleteTransferError, RequestTimeoutError, TransportError
 from .partfile import PartWriter
 from .progress import ProgressCallback, ProgressThrottle
 
-__all__ = ["expected_total", "resume_offset", "stream_to_part"]
+__all__ = [
+    "BodyPlan",
+    "check_complete",
+    "expected_total",
+    "plan_body",
+    "resume_offset",
+    "stream_to_part",
+]
 
 MIB: Final = 1024 * 1024
 #: aiohttp buffers up to twice this per response before pausing the socket.
@@ -41,12 +48,64 @@ WRITE_BATCH = 2 * MIB
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 
 
+@attrs.frozen
+class BodyPlan:
+    """What a download answer's body is, from its status and headers.
+
+    ``offset``: where the body goes in the file; ``total``: the whole file's size the answer
+    announces (``None`` when it does not say); ``framed``: whether the body's end is framed
+    (a length or chunked encoding), so that a dropped connection cannot pass for its end;
+    ``refused``: why the body must not be written at all (``None`` when it may).
+    """
+
+    offset: int
+    total: int | None
+    framed: bool
+    refused: str | None = None
+
+
+def plan_body(response: aiohttp.ClientResponse, requested_offset: int) -> BodyPlan:
+    """The :class:`BodyPlan` of ``response`` to a GET that asked for ``requested_offset`` on.
+
+    A 206 must start where it was asked to (or at 0: a restart); a 206 of a content-coded
+    body is never resumed, its offsets not being the file's.
+    """
+    offset = resume_offset(response, requested_offset)
+    coded = response.headers.get(hdrs.CONTENT_ENCODING, "identity").lower() != "identity"
+    chunked = "chunked" in response.headers.get(hdrs.TRANSFER_ENCODING, "").lower()
+    framed = response.content_length is not None or chunked
+    refused = None
+    if response.status == 206 and _range_start(response) != offset:
+        refused = (
+            f"the server answered {response.headers.get(hdrs.CONTENT_RANGE)!r} to a request "
+            f"from byte {requested_offset}"
+        )
+    elif response.status == 206 and coded and offset > 0:
+        refused = "the server answered a content-coded range, whose offsets are not the file's"
+    return BodyPlan(offset, expected_total(response, offset), framed, refused)
+
+
+def check_complete(plan: BodyPlan, end: int, filename: str) -> None:
+    """Raise :class:`IncompleteTransferError` unless the body that ended at byte ``end`` of the
+    file is proven complete: ``end`` is the announced size, or, with no size announced, the
+    body was framed (aiohttp raises for a framed body cut short, so it ended properly)."""
+    if plan.total is not None and end != plan.total:
+        raise IncompleteTransferError(
+            f"{filename}: {end} bytes received, the server announced {plan.total}"
+        )
+    if plan.total is None and not plan.framed:
+        raise IncompleteTransferError(
+            f"{filename}: the server sent neither a length nor chunked framing, so the end of "
+            "the body cannot be told from a dropped connection"
+        )
+
+
 def resume_offset(response: aiohttp.ClientResponse, requested_offset: int) -> int:
-    """Where this response's body goes in the ``.part`` file.
+    """Where this response's body goes in the partial file.
 
     ``requested_offset`` on a 206 whose ``Content-Range`` starts there; 0 (restart from the
-    beginning) on a 200 or on anything inconsistent. :func:`stream_to_part` refuses a 206 body
-    that does not start at the offset it is given, so a bad range is never spliced in.
+    beginning) on a 200 or on anything inconsistent. :func:`plan_body` refuses a 206 body
+    that does not start at this offset, so a bad range is never spliced in.
     """
     if response.status == 206 and requested_offset > 0:
         return requested_offset if _range_start(response) == requested_offset else 0
@@ -88,38 +147,27 @@ def _content_range(response: aiohttp.ClientResponse) -> tuple[int, int, int | No
 
 async def stream_to_part(
     response: aiohttp.ClientResponse,
-    part_path: Path,
+    writer: PartWriter,
     *,
-    offset: int,
+    plan: BodyPlan,
     filename: str,
     progress: ProgressCallback | None = None,
 ) -> int:
-    """Write the response body into ``part_path`` from ``offset``; return the file's size.
+    """Write the response body through ``writer`` (which starts at ``plan.offset``); return
+    where the body ended in the file.
 
-    ``offset`` 0 truncates the file; otherwise the body is appended after the first
-    ``offset`` bytes (the file must hold at least that many). Disk writes run in a worker
-    thread, batched (see the module docstring), so the event loop never waits on the disk.
-    A 206 whose ``Content-Range`` does not start at ``offset`` is refused: the file is
-    truncated and :class:`IncompleteTransferError` raised, so the next attempt restarts.
-    Connection failures mid-body raise :class:`IncompleteTransferError` /
-    :class:`TransportError` / :class:`RequestTimeoutError`; whatever arrived before stays in
-    the ``.part`` for a resume. ``progress`` gets throttled snapshots and a final one.
+    Disk writes run in a worker thread, batched (see the module docstring), so the event loop
+    never waits on the disk. Connection failures mid-body raise
+    :class:`IncompleteTransferError` / :class:`TransportError` / :class:`RequestTimeoutError`;
+    whatever arrived before is written first, for a resume. ``progress`` gets throttled
+    snapshots and a final one. When this returns or raises, no write is in flight.
     """
-    bad_range = response.status == 206 and _range_start(response) != offset
-    tracker = ProgressThrottle(progress, filename, expected_total(response, offset), offset)
-    writer = await PartWriter.open(part_path, 0 if bad_range else offset)
+    tracker = ProgressThrottle(progress, filename, plan.total, plan.offset)
     try:
-        if bad_range:
-            raise _transport_error(
-                IncompleteTransferError,
-                f"{filename}: server answered {response.headers.get(hdrs.CONTENT_RANGE)!r} "
-                f"to a request from byte {offset}; restarting from zero",
-                response,
-            )
         await _pump(response, writer, tracker, filename)
         await writer.flush()
     finally:
-        await writer.close()
+        await writer.settle()
     tracker.finish()
     return writer.position
 

@@ -6,6 +6,7 @@ Why 1 MiB reads overlapping the socket writes (measured): ``docs/PERFORMANCE.md`
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp.payload import Payload, StringPayload
 
 from ..errors import IncompleteTransferError
 from .progress import ProgressCallback, ProgressThrottle
+from .threads import acquire_in_thread
 
 __all__ = ["UPLOAD_CHUNK", "FilePayload", "multipart_upload_body"]
 
@@ -65,7 +67,7 @@ class FilePayload(Payload):
         size = self._size if self._size is not None else 0
         limit = size if content_length is None else min(size, content_length)
         tracker = ProgressThrottle(self._progress, self._progress_name, size, 0)
-        fd = await asyncio.to_thread(os.open, self._source, os.O_RDONLY)
+        fd = await acquire_in_thread(functools.partial(_open_source, self._source), os.close)
         reading = self._read_next(fd, 0, limit)
         try:
             while reading is not None:
@@ -86,6 +88,10 @@ class FilePayload(Payload):
             return None
         n = min(self._chunk_size, limit - pos)
         return asyncio.get_running_loop().run_in_executor(None, os.read, fd, n)
+
+
+def _open_source(source: Path) -> int:
+    return os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
 
 
 def _close_after(pending: asyncio.Future[bytes] | None, fd: int) -> None:
