@@ -252,3 +252,26 @@ async def test_a_file_that_shrank_on_the_server_between_attempts() -> None:
             path = await download(session, Path(folder) / "f.bin")
         assert isinstance(path, Path), path
         assert path.read_bytes() == new
+
+
+async def test_a_restart_at_the_headers_does_not_stall_the_next_request() -> None:
+    """A download restarted at its headers leaves a chunked body over 64 KiB unread; the next
+    request must be answered at once, not after the read timeout (aiohttp 3.11.0 to 3.11.10
+    pooled that connection with reading paused: hence the lower bound 3.11.11)."""
+    data = version(275_973, 0)
+    script = [Reply("honour", None, True), Reply("ignore", None, False)]
+    server = Server(data, script)
+    with tempfile.TemporaryDirectory() as folder:
+        dest = Path(folder) / "f.bin"
+        leave(Stale("other size", 132_869), dest, data)  # the record names another size
+        policy = RetryPolicy(max_attempts=2, initial_backoff=0, max_backoff=0)
+        async with (
+            serving(server) as base_url,
+            ChutesSession(
+                base_url=base_url, api_key="cpk_fuzz", retry_policy=policy, read_timeout=5
+            ) as session,
+        ):
+            path = await download(session, dest)
+        assert isinstance(path, Path), path  # a timeout would have spent the second attempt
+        assert path.read_bytes() == data
+        assert server.requests == 2
