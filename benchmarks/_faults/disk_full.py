@@ -142,7 +142,13 @@ async def _scenario(size: Size, disk: Path, seed: int, sweep: Sweep) -> list[Fig
             len(landed) == size.small,
             why=f"missing or wrong: {sorted(set(small_names) - set(landed))}",
         ),
-        Figure(NAME, "space kept by the failed partial", f"{kept / MIB:.1f} MiB", kept == 0),
+        Figure(
+            NAME,
+            "space kept by the failed partial",
+            f"{kept / MIB:.1f} MiB",
+            kept == 0,
+            why="the .part of large.bin holds it",
+        ),
         lone,
     ]
 

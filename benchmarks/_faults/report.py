@@ -133,16 +133,44 @@ class Sweep(logging.Handler):
 
     @contextmanager
     def capture(self) -> Iterator[Sweep]:
-        """Receive every ``chutes_jobs`` log record, DEBUG included, inside the block."""
-        logger = logging.getLogger("chutes_jobs")
-        level = logger.level
-        logger.addHandler(self)
-        logger.setLevel(logging.DEBUG)
+        """Check every ``chutes_jobs`` log record, DEBUG included, inside the block.
+
+        The records of the library's loggers are checked as their handlers would see them
+        (after the library's redacting filter) and then dropped: tens of thousands of DEBUG
+        records would fill a test runner's log capture, and with it the memory the load
+        scenario measures. A ``chutes_jobs.*`` logger made later reaches :meth:`emit`.
+        """
+        names = ["chutes_jobs"] + [
+            name for name in logging.root.manager.loggerDict if name.startswith("chutes_jobs.")
+        ]
+        loggers = [logging.getLogger(name) for name in names]
+        top = loggers[0]
+        level = top.level
+        dropper = _CheckAndDrop(self)
+        top.addHandler(self)
+        top.setLevel(logging.DEBUG)
+        for logger in loggers:
+            logger.addFilter(dropper)
         try:
             yield self
         finally:
-            logger.removeHandler(self)
-            logger.setLevel(level)
+            for logger in loggers:
+                logger.removeFilter(dropper)
+            top.removeHandler(self)
+            top.setLevel(level)
+
+
+class _CheckAndDrop(logging.Filter):
+    """A logger filter (after the library's own): the sweep checks the record, nobody else
+    gets it."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        super().__init__()
+        self._sweep = sweep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self._sweep.emit(record)
+        return False
 
 
 def _excerpt(text: str) -> str:
