@@ -6,7 +6,7 @@ Runs every scenario of ``benchmarks/_faults`` (the same code ``pytest -m faults`
 reduced size) against the emulator over loopback, and prints each figure with the claim it
 is held to; a line ending in ``FAILED: ...`` misses its claim, and the exit status is then 1.
 ``--only`` runs some scenarios (``secrets`` then sweeps only what those produced). Needs the
-``test`` extra (hypothesis, bittensor-wallet). Takes about three minutes on two cores.
+``test`` extra (hypothesis, bittensor-wallet). Takes about five minutes on two cores.
 """
 
 from __future__ import annotations

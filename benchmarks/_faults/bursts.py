@@ -134,7 +134,7 @@ async def _creates(
         "create",
         rng,
         requests=count,
-        gap=(10, 120),
+        gap=(5, 60),
         length=(2, 12),
         refusals=CREATE_REFUSALS,
     )

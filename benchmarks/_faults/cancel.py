@@ -14,7 +14,7 @@ import random
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +67,46 @@ def _spec(size: Size, seed: int) -> dict[str, Any]:
     return {"seed": seed, "jobs": {"one": {"one.bin": size.file_bytes}, "many": many}}
 
 
-def _expected_sizes(started: Started, size: Size) -> dict[str, int]:
+def _expected_sizes(started: Started, size: Size) -> Callable[[str], int | None]:
+    """The size a file under a final name must have, by its path under the trials folder
+    (``t000/one.bin``, ``t001/many/d0/f0.bin``; no claim for other files)."""
     sizes = {"one.bin": size.file_bytes}
     sizes.update({name: size.file_bytes // size.files for name in started.jobs["many"]["sha256"]})
-    return sizes
+
+    def expected(relative: str) -> int | None:
+        parts = Path(relative).parts
+        if parts[1:] == ("one.bin",):
+            return sizes["one.bin"]
+        if len(parts) >= 3 and parts[1] == "many":
+            return sizes.get("/".join(parts[2:]))
+        return None
+
+    return expected
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every trial uses: the emulator process, the files to upload, the sweep."""
+
+    server: EmulatorProcess
+    started: Started
+    sources: Path
+    sweep: Sweep
+
+    def sessions(self) -> tuple[cj.ChutesSession, cj.ChutesSession]:
+        """A user's session and a worker's (no credentials), for one trial."""
+        base, policy = self.started.base_url, quick_retries()
+        return (
+            cj.ChutesSession(base_url=base, api_key=self.started.api_key, retry_policy=policy),
+            cj.ChutesSession(base_url=base, retry_policy=policy),
+        )
+
+    def context(
+        self, user: cj.ChutesSession, worker: cj.ChutesSession, folder: Path, trial: int
+    ) -> Context:
+        return Context(
+            self.server, self.started, user, worker, folder, self.sources, trial, self.sweep
+        )
 
 
 async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
@@ -84,103 +120,73 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
         for n in range(size.files):
             data = seeded_bytes(seed + 7 + n, size.file_bytes // size.files)
             (sources / f"s{n}.bin").write_bytes(data)
+        trials = root / "trials"
+        trials.mkdir()
         server = EmulatorProcess(_spec(size, seed))
         async with server as started:
             sweep.secret(started.api_key, "API key")
-            sizes = _expected_sizes(started, size)
-            trials = root / "trials"
-            trials.mkdir()
-            expected = _by_name(sizes)
-            with FinalNameWatcher(trials, expected) as watcher:
-                durations = {
-                    op.name: await _calibrate(op, server, started, trials, sources, sweep, tally)
-                    for op in ops
-                }
+            shared = _Shared(server, started, sources, sweep)
+            with FinalNameWatcher(trials, _expected_sizes(started, size)) as watcher:
+                durations = {op.name: await _calibrate(op, shared, trials, tally) for op in ops}
                 for trial in range(size.moments):
                     op = ops[trial % len(ops)]
                     moment = rng.uniform(0, durations[op.name])
-                    ctx_args = (server, started, trials / f"t{trial:03d}", sources, trial, sweep)
-                    await _trial(op, moment, ctx_args, tally)
+                    await _trial(op, moment, shared, trials / f"t{trial:03d}", trial, tally)
     return _figures(size, tally, watcher)
 
 
-def _by_name(sizes: dict[str, int]) -> Any:
-    def expected(relative: str) -> int | None:
-        parts = Path(relative).parts  # t000/one.bin, t001/many/d0/f0.bin, t003/uploaded/s0.bin
-        if len(parts) >= 2 and parts[1] == "one.bin":
-            return sizes["one.bin"]
-        if len(parts) >= 3 and parts[1] == "many":
-            return sizes.get("/".join(parts[2:]))
-        return None
-
-    return expected
-
-
-@contextmanager
-def _sessions(started: Started) -> Iterator[tuple[cj.ChutesSession, cj.ChutesSession]]:
-    policy = quick_retries()
-    yield (
-        cj.ChutesSession(base_url=started.base_url, api_key=started.api_key, retry_policy=policy),
-        cj.ChutesSession(base_url=started.base_url, retry_policy=policy),
-    )
-
-
-async def _calibrate(
-    op: Operation,
-    server: EmulatorProcess,
-    started: Started,
-    trials: Path,
-    sources: Path,
-    sweep: Sweep,
-    tally: _Tally,
-) -> float:
+async def _calibrate(op: Operation, shared: _Shared, trials: Path, tally: _Tally) -> float:
     """How long ``op`` takes uncancelled (a never-ending ``wait``: a quarter second)."""
     folder = trials / f"calibrate-{op.name}"
-    folder.mkdir()
-    with _sessions(started) as (user, worker):
-        async with user, worker:
-            ctx = Context(server, started, user, worker, folder, sources, -1, sweep)
-            prepared = await op.prepare(ctx)
-            if op.name == "wait":
-                return 0.25
-            began = time.perf_counter()
-            await op.run(ctx, prepared)
-            elapsed = time.perf_counter() - began
-            tally.rerun += [f"calibration {op.name}: {w}" for w in await op.rerun(ctx, prepared)]
+    await asyncio.to_thread(folder.mkdir)
+    user, worker = shared.sessions()
+    async with user, worker:
+        ctx = shared.context(user, worker, folder, -1)
+        prepared = await op.prepare(ctx)
+        if op.name == "wait":
+            return 0.25
+        began = time.perf_counter()
+        await op.run(ctx, prepared)
+        elapsed = time.perf_counter() - began
+        tally.rerun += [f"calibration {op.name}: {w}" for w in await op.rerun(ctx, prepared)]
     return elapsed
 
 
-async def _trial(op: Operation, moment: float, ctx_args: tuple[Any, ...], tally: _Tally) -> None:
-    server, started, folder, sources, trial, sweep = ctx_args
-    folder.mkdir()
+async def _trial(
+    op: Operation, moment: float, shared: _Shared, folder: Path, trial: int, tally: _Tally
+) -> None:
+    """Prepare, run until ``moment``, cancel, close the sessions, count descriptors; re-run."""
+    await asyncio.to_thread(folder.mkdir)
     baseline = open_descriptors()
-    with _sessions(started) as (user, worker):
-        async with user, worker:
-            ctx = Context(server, started, user, worker, folder, sources, trial, sweep)
-            prepared = await op.prepare(ctx)
-            task = asyncio.create_task(op.run(ctx, prepared))
-            await asyncio.wait([task], timeout=moment)
-            task.cancel()
-            try:
-                await task
-                tally.finished_first[op.name] += 1
-            except asyncio.CancelledError:
-                tally.cancelled[op.name] += 1
-            except Exception as exc:
-                sweep.exception(exc)
-                tally.errors.append(f"trial {trial} {op.name}: {type(exc).__name__}: {exc}")
+    user, worker = shared.sessions()
+    async with user, worker:
+        ctx = shared.context(user, worker, folder, trial)
+        prepared = await op.prepare(ctx)
+        task = asyncio.create_task(op.run(ctx, prepared))
+        await asyncio.wait([task], timeout=moment)
+        task.cancel()
+        try:
+            await task
+            tally.finished_first[op.name] += 1
+        except asyncio.CancelledError:
+            tally.cancelled[op.name] += 1
+        except Exception as exc:
+            shared.sweep.exception(exc)
+            tally.errors.append(f"trial {trial} {op.name}: {type(exc).__name__}: {exc}")
     extra = await settled_descriptors(baseline)
     where = f"trial {trial} {op.name} at {moment * 1000:.0f} ms"
     tally.sockets += [f"{where}: {d}" for d in extra if d.startswith("socket:")]
     tally.leaked += [f"{where}: {d}" for d in extra if not d.startswith("socket:")]
-    with _sessions(started) as (user, worker):
-        async with user, worker:
-            ctx = Context(server, started, user, worker, folder, sources, trial, sweep)
-            try:
-                tally.rerun += [f"{where}: {w}" for w in await op.rerun(ctx, prepared)]
-            except Exception as exc:
-                sweep.exception(exc)
-                tally.rerun.append(f"{where}: re-run raised {type(exc).__name__}: {exc}")
+    user, worker = shared.sessions()
+    async with user, worker:
+        try:
+            tally.rerun += [
+                f"{where}: {w}"
+                for w in await op.rerun(shared.context(user, worker, folder, trial), prepared)
+            ]
+        except Exception as exc:
+            shared.sweep.exception(exc)
+            tally.rerun.append(f"{where}: re-run raised {type(exc).__name__}: {exc}")
 
 
 def _figures(size: Size, tally: _Tally, watcher: FinalNameWatcher) -> list[Figure]:

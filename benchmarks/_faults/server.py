@@ -1,7 +1,7 @@
 """An emulator in a process of its own, for the scenarios that measure the client's process
 (descriptors, sockets, memory): nothing the server holds is counted as the client's.
 
-    python -m benchmarks._faults.server '{"seed": 1, "jobs": {"one": {"a.bin": 1048576}}}'
+    python -m benchmarks._faults.serve '{"seed": 1, "jobs": {"one": {"a.bin": 1048576}}}'
 
 prints one JSON line (``base_url``, ``api_key``, ``token_secret``, and per placed job its
 ``job_id`` and each output's ``sha256``), then answers commands read from stdin, one JSON
@@ -25,12 +25,13 @@ from chutes_jobs.emulator.tokens import TokenIssuer
 
 from .fixtures import add_worker_chute, place_finished_job, seeded_bytes
 
-__all__ = ["EmulatorProcess"]
+__all__ = ["EmulatorProcess", "serve"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _serve(spec: dict[str, Any]) -> None:
+async def serve(spec: dict[str, Any]) -> None:
+    """Serve until ``quit`` or the end of stdin (``benchmarks._faults.serve`` runs this)."""
     secret = secrets.token_hex(32)
     async with Emulator(token_secret=secret, demo_chute=False) as emu:
         add_worker_chute(emu)
@@ -80,7 +81,7 @@ class Started:
 
 
 class EmulatorProcess:
-    """Start :mod:`benchmarks._faults.server` (``async with``); mint worker status URLs for
+    """Start :mod:`benchmarks._faults.serve` (``async with``); mint worker status URLs for
     its jobs and ask it which jobs were created."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
@@ -93,7 +94,7 @@ class EmulatorProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "benchmarks._faults.server",
+            "benchmarks._faults.serve",
             json.dumps(self._spec),
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
@@ -141,7 +142,3 @@ class EmulatorProcess:
         if not line:
             raise RuntimeError("the emulator process ended before answering")
         return json.loads(line)
-
-
-if __name__ == "__main__":
-    asyncio.run(_serve(json.loads(sys.argv[1])))
