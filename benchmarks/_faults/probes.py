@@ -19,9 +19,11 @@ __all__ = [
     "FinalNameWatcher",
     "TreeState",
     "open_descriptors",
+    "reset_peak_rss",
     "rss_bytes",
     "settled_descriptors",
     "sha256_file",
+    "tree_changes",
     "tree_state",
 ]
 
