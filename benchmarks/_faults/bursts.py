@@ -21,7 +21,7 @@ from chutes_jobs.emulator.storage import BlobStore
 
 from .fixtures import WORKER_CHUTE, WORKER_METHOD, add_worker_chute, quick_retries, scratch_dir
 from .probes import sha256_file
-from .report import Figure, Sweep, count_figure
+from .report import Figure, Sweep, count_figure, first_of
 
 __all__ = ["FULL", "REDUCED", "Size", "plan_bursts", "run"]
 
@@ -150,11 +150,13 @@ async def _creates(
             f"creates through submit_many under {_applied(faults)}",
             f"{created}/{count} created",
             created == count,
-            why="; ".join(
-                f"input {r.index}: {r.outcome.value} {r.error}"
-                for r in results.values()
-                if not r.ok
-            )[:300],
+            why=first_of(
+                [
+                    f"input {r.index}: {r.outcome.value} {r.error}"
+                    for r in results.values()
+                    if not r.ok
+                ]
+            ),
         ),
         count_figure(NAME, "creates: jobs lost", lost),
         count_figure(NAME, "creates: duplicate creates", duplicates),

@@ -173,7 +173,9 @@ async def _trial(
         except Exception as exc:
             shared.sweep.exception(exc)
             tally.errors.append(f"trial {trial} {op.name}: {type(exc).__name__}: {exc}")
-    extra = await settled_descriptors(baseline)
+    extra = [
+        d.replace(f"{shared.sources.parent}/", "") for d in await settled_descriptors(baseline)
+    ]
     where = f"trial {trial} {op.name} at {moment * 1000:.0f} ms"
     tally.sockets += [f"{where}: {d}" for d in extra if d.startswith("socket:")]
     tally.leaked += [f"{where}: {d}" for d in extra if not d.startswith("socket:")]

@@ -71,7 +71,7 @@ class Wait:
         worker = ctx.worker.job_from_status_url(ctx.server.status_url(prepared.id))
         await worker.finish(result={"trial": ctx.trial})
         await worker.complete()
-        job = await ctx.user.job(prepared.id).wait(poll=QUICK_POLLS)
+        job = await ctx.user.job(prepared.id).wait(poll=QUICK_POLLS, timeout=60)
         return [] if job.is_finished else [f"job {job.job_id} did not finish"]
 
 

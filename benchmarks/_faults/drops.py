@@ -15,7 +15,7 @@ from chutes_jobs.emulator import Emulator
 
 from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir, seeded_bytes
 from .probes import FinalNameWatcher, sha256_file
-from .report import Figure, Sweep, count_figure
+from .report import Figure, Sweep, count_figure, first_of
 
 __all__ = ["FULL", "REDUCED", "Size", "run"]
 
@@ -81,7 +81,7 @@ async def _drops(size: Size, sweep: Sweep, seed: int, *, range_support: bool) ->
             f"{mode}: identical sha256 after a drop, {size.file_bytes // MIB} MiB file",
             f"{tally.identical}/{n}",
             tally.identical == n,
-            why="; ".join(tally.failures[:3]),
+            why=first_of(tally.failures),
         ),
         count_figure(
             NAME,

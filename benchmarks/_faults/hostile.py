@@ -22,7 +22,7 @@ from chutes_jobs.emulator import Emulator
 from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir
 from .names import OUTSIDE, Entry, generate
 from .probes import tree_changes, tree_state
-from .report import Figure, Sweep, count_figure
+from .report import Figure, Sweep, count_figure, first_of
 
 __all__ = ["FULL", "REDUCED", "Size", "run"]
 
@@ -83,14 +83,14 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
             f"{len(tally.outside)} paths changed outside, {len(tally.escaped)} files written "
             "resolve outside",
             not tally.outside and not tally.escaped,
-            why="; ".join((tally.outside + tally.escaped)[:3]),
+            why=first_of(tally.outside + tally.escaped),
         ),
         Figure(
             NAME,
             "refusals naming their file",
             f"{tally.refused - len(tally.unnamed)}/{tally.refused}",
             not tally.unnamed,
-            why="; ".join(tally.unnamed[:3]),
+            why=first_of(tally.unnamed),
         ),
         count_figure(NAME, "names neither written nor refused", tally.unaccounted),
         Figure(
@@ -98,7 +98,7 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
             "written inside the destination with the server's bytes",
             f"{tally.landed - len(tally.wrong)}/{tally.landed}",
             not tally.wrong,
-            why="; ".join(tally.wrong[:3]),
+            why=first_of(tally.wrong),
         ),
     ]
 
@@ -163,7 +163,9 @@ def _check_landed(dest: Path, name: str, path: Path, data: bytes, tally: _Tally)
     """``dest`` is resolved already."""
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(dest) or real == dest:
-        tally.escaped.append(f"{name!r} was reported written at {real}")
+        root = dest.parents[1]  # the scratch folder holding dests/ and outside/
+        where = real.relative_to(root) if real.is_relative_to(root) else real
+        tally.escaped.append(f"{name!r} was reported written at {where}")
     elif path.is_symlink() or real.read_bytes() != data:
         tally.wrong.append(f"{name!r}: the file at {path} is not the server's")
 

@@ -39,7 +39,7 @@ def open_descriptors() -> dict[int, str]:
     return found
 
 
-async def settled_descriptors(baseline: dict[int, str], *, within: float = 1.0) -> list[str]:
+async def settled_descriptors(baseline: dict[int, str], *, within: float = 2.0) -> list[str]:
     """The descriptors open beyond ``baseline`` once the process has settled.
 
     Descriptors closed by a worker thread or by the loop's next iterations (a connection's

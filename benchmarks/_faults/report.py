@@ -10,14 +10,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["Figure", "Sweep", "count_figure", "exception_texts"]
+__all__ = ["Figure", "Sweep", "count_figure", "exception_texts", "first_of"]
 
 
 @dataclass(frozen=True)
 class Figure:
     """One measured figure of a scenario, and whether it meets the claim made for it.
 
-    ``why`` says what went wrong (the first failures) when it does not; ``skipped`` is the
+    ``why`` says what went wrong (the first failure) when it does not; ``skipped`` is the
     reason a scenario could not run here (then ``ok`` is True and nothing was measured).
     """
 
@@ -40,9 +40,16 @@ class Figure:
 def count_figure(
     scenario: str, claim: str, bad: list[str], *, total: int | None = None, unit: str = ""
 ) -> Figure:
-    """A figure claiming zero of something: ``bad`` lists each occurrence (first few shown)."""
+    """A figure claiming zero of something: ``bad`` lists each occurrence (the first shown)."""
     value = f"{len(bad)}{unit}" if total is None else f"{len(bad)}{unit} of {total}"
-    return Figure(scenario, claim, value, not bad, why="; ".join(bad[:3]))
+    return Figure(scenario, claim, value, not bad, why=first_of(bad))
+
+
+def first_of(failures: list[str]) -> str:
+    """The first failure, and how many more there are."""
+    if len(failures) <= 1:
+        return "".join(failures)
+    return f"{failures[0]} (and {len(failures) - 1} more)"
 
 
 #: Secrets by shape, as they would appear unmasked (a masked one reads ``cpk_***``,

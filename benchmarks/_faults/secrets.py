@@ -16,7 +16,7 @@ from chutes_jobs.emulator.store import new_api_key, new_oauth_token
 
 from .fixtures import WORKER_CHUTE, WORKER_METHOD, add_worker_chute, quick_retries, scratch_dir
 from .lost_creates import hotkey_seed
-from .report import Figure, Sweep
+from .report import Figure, Sweep, first_of
 
 __all__ = ["FULL", "REDUCED", "Size", "run"]
 
@@ -43,7 +43,7 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
             f"secrets in {checked}",
             f"{len(sweep.leaks)}",
             not sweep.leaks and all(sweep.checked.values()),
-            why="; ".join(sweep.leaks[:3]),
+            why=first_of(sweep.leaks),
         )
     ]
 

@@ -28,6 +28,8 @@ from .fixtures import add_worker_chute, place_finished_job, seeded_bytes
 __all__ = ["EmulatorProcess", "serve"]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Seconds the process gets to start, or to answer a command.
+ANSWER_TIMEOUT = 60.0
 
 
 async def serve(spec: dict[str, Any]) -> None:
@@ -138,7 +140,7 @@ class EmulatorProcess:
 
     async def _read(self) -> Any:
         assert self._proc is not None and self._proc.stdout is not None
-        line = await self._proc.stdout.readline()
+        line = await asyncio.wait_for(self._proc.stdout.readline(), ANSWER_TIMEOUT)
         if not line:
             raise RuntimeError("the emulator process ended before answering")
         return json.loads(line)
