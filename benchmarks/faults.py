@@ -15,8 +15,32 @@ import argparse
 import asyncio
 import sys
 import time
+from types import ModuleType
 
-from benchmarks._faults import SCENARIOS, Figure, Sweep
+from benchmarks._faults import (
+    bursts,
+    cancel,
+    disk_full,
+    drops,
+    hostile,
+    load,
+    lost_creates,
+    secrets,
+)
+from benchmarks._faults.report import Figure, Sweep
+
+#: name -> scenario module, in running order: the secret sweep last, since it reports on
+#: everything the others produced.
+SCENARIOS: dict[str, ModuleType] = {
+    "drops": drops,
+    "bursts": bursts,
+    "lost": lost_creates,
+    "names": hostile,
+    "cancel": cancel,
+    "disk-full": disk_full,
+    "load": load,
+    "secrets": secrets,
+}
 
 
 async def main(names: list[str], *, seed: int, reduced: bool) -> list[Figure]:

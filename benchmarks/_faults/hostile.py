@@ -83,7 +83,7 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
             f"{len(tally.outside)} paths changed outside, {len(tally.escaped)} files written "
             "resolve outside",
             not tally.outside and not tally.escaped,
-            why=first_of(tally.outside + tally.escaped),
+            why=first_of(tally.escaped + tally.outside),
         ),
         Figure(
             NAME,

@@ -19,7 +19,7 @@ for _folder in (Path(__file__).resolve().parents[2], Path(__file__).resolve().pa
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from benchmarks._faults import Sweep  # noqa: E402
+from benchmarks._faults.report import Sweep  # noqa: E402
 
 MARK = "faults"
 _deselected: list[pytest.Item] = []

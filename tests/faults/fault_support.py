@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks._faults import Figure
+from benchmarks._faults.report import Figure
 
 #: The seed of every scenario here (``python -m benchmarks.faults --seed`` picks others).
 SEED = 0
