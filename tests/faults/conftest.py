@@ -26,14 +26,16 @@ _deselected: list[pytest.Item] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the fault suite out unless a marker expression (``-m faults``) was given; run
-    the secret sweep, which reports on what the other scenarios produced, last."""
+    """Leave the fault suite out unless a marker expression (``-m faults``) was given. Run
+    the load first (its memory growth could hide in memory other scenarios freed) and the
+    secret sweep, which reports on what the other scenarios produced, last."""
     if not config.option.markexpr:
         _deselected[:] = [item for item in items if item.get_closest_marker(MARK)]
         if _deselected:
             config.hook.pytest_deselected(items=_deselected)
             items[:] = [item for item in items if not item.get_closest_marker(MARK)]
-    items.sort(key=lambda item: item.path.name == "test_secrets_sweep.py")
+    order = {"test_load.py": -1, "test_secrets_sweep.py": 1}
+    items.sort(key=lambda item: order.get(item.path.name, 0))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
