@@ -127,7 +127,8 @@ def entry_group(draw: st.DrawFn) -> list[Entry]:
 
 def generate(count: int, seed_value: int) -> list[list[Entry]]:
     """Groups of entries (a group's names go into one job) holding ``count`` distinct names
-    in all, the same for the same seed (and hypothesis version)."""
+    in all, the same for the same seed, hypothesis version and runner (under pytest,
+    hypothesis's plugin makes it draw other, equally fixed, names)."""
     groups: list[list[Entry]] = []
     seen: set[str] = set()
 
