@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from chutes_jobs.transfer import PART_SUFFIX
+from chutes_jobs.transfer import PART_SUFFIX, RECORD_SUFFIX
 
 __all__ = [
     "FinalNameWatcher",
@@ -117,7 +117,8 @@ def tree_changes(before: TreeState, after: TreeState) -> list[str]:
 
 class FinalNameWatcher:
     """A thread that lists a folder every few milliseconds while downloads run into it, and
-    records every file seen under a final name (not ``*.part``) whose size is not the one
+    records every file seen under a final name (not a partial ``*.part`` or its record
+    ``*.part.json``) whose size is not the one
     ``expected(relative_path)`` says (None: no claim for that path)."""
 
     def __init__(self, root: Path, expected: Callable[[str], int | None]) -> None:
@@ -144,7 +145,7 @@ class FinalNameWatcher:
     def _scan(self) -> None:
         self.scans += 1
         for path, size in _files(self.root):
-            if path.endswith(PART_SUFFIX):
+            if path.endswith((PART_SUFFIX, RECORD_SUFFIX)):
                 continue
             want = self.expected(path)
             if want is not None and size != want:

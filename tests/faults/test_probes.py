@@ -52,7 +52,8 @@ def test_the_watcher_sees_a_file_growing_under_its_final_name(tmp_path: Path) ->
             fh.flush()
             time.sleep(0.05)
             fh.write(b"x" * 3072)
-        (tmp_path / "out.bin.part").write_bytes(b"x")  # a partial's size makes no claim
+        (tmp_path / "out.bin.part").write_bytes(b"x")  # a partial's size makes no claim,
+        (tmp_path / "out.bin.part.json").write_bytes(b"{}")  # nor its record's
         time.sleep(0.05)
     assert watcher.incomplete
     assert all(line.startswith("out.bin held 1024 of 4096") for line in watcher.incomplete)
