@@ -18,6 +18,7 @@ from pathlib import Path
 
 import chutes_jobs as cj
 from chutes_jobs.emulator import Emulator
+from chutes_jobs.transfer import part_names
 
 from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir
 from .names import OUTSIDE, Entry, generate
@@ -178,8 +179,8 @@ def _place_links(dest: Path, outside: Path, entries: list[Entry]) -> int:
 
 
 def _place_link(dest: Path, outside: Path, name: str, link: str | None, number: int) -> bool:
-    """Put a link pointing outside at ``name``'s path (or its partial's, or its first
-    folder's) under ``dest``; False where such a path cannot be made inside ``dest``."""
+    """Put a link pointing outside at ``name``'s path (or its partial's, its record's, or its
+    first folder's) under ``dest``; False where such a path cannot be made inside ``dest``."""
     parts = name.split("/")
     if (
         name.startswith("/")
@@ -197,9 +198,12 @@ def _place_link(dest: Path, outside: Path, name: str, link: str | None, number: 
         target.mkdir(exist_ok=True)
     else:
         at = dest.joinpath(*parts)
+        temporary = part_names(at.name)  # where the download's partial and record go
         if link in ("part", "part-dangling"):
-            at = at.with_name(at.name + ".part")
-        if link in ("final", "part"):
+            at = at.with_name(temporary.part)
+        elif link in ("record", "record-dangling"):
+            at = at.with_name(temporary.record)
+        if link in ("final", "part", "record"):
             target.write_text(f"sentinel {number}")
     try:
         at.parent.mkdir(parents=True, exist_ok=True)

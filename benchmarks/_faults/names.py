@@ -10,9 +10,11 @@ destination folder already holds at its path before the download (:data:`LINKS`)
   normalisation (NFKC) would turn into ``../``;
 * NUL and other control characters, trailing dots and spaces, empty and ``.`` components;
 * over-long components and paths (255 bytes and more, once ``.part`` is added too);
-* prefix collisions in one job: ``a`` and ``a/b``, ``x`` and ``x.part``;
-* links already present where the file or its partial (``name.part``) would be written, or
-  at a folder of its path, pointing outside the destination (to a file or to nothing).
+* prefix collisions in one job: ``a`` and ``a/b``, ``x`` and ``x.part``, ``x`` and
+  ``x.part.json``;
+* links already present where the file, its partial (``name.part``) or the partial's record
+  (``name.part.json``) would be written, or at a folder of its path, pointing outside the
+  destination (to a file or to nothing).
 """
 
 from __future__ import annotations
@@ -27,8 +29,18 @@ __all__ = ["LINKS", "OUTSIDE", "Entry", "generate"]
 #: Replaced by the absolute path of a folder beside the destination.
 OUTSIDE = "{OUTSIDE}"
 #: What the destination may hold before the download, at the name's path (or its partial's,
-#: or its first folder's): a link to an existing file outside, or to a missing one.
-LINKS = (None, "final", "final-dangling", "part", "part-dangling", "folder")
+#: its record's, or its first folder's): a link to an existing file outside, or to a missing
+#: one.
+LINKS = (
+    None,
+    "final",
+    "final-dangling",
+    "part",
+    "part-dangling",
+    "record",
+    "record-dangling",
+    "folder",
+)
 
 #: One name and what waits at its path: (name, link kind or None).
 Entry = tuple[str, str | None]
@@ -112,15 +124,17 @@ def hostile_name(draw: st.DrawFn) -> str:
 
 @st.composite
 def entry_group(draw: st.DrawFn) -> list[Entry]:
-    """One name, or a pair that collides (``a`` with ``a/b``, ``x`` with ``x.part``), each
-    with what the destination holds at its path."""
+    """One name, or a pair that collides (``a`` with ``a/b``, ``x`` with ``x.part`` or
+    ``x.part.json``), each with what the destination holds at its path."""
     first = draw(st.one_of(hostile_name(), _SAFE))
-    shape = draw(st.sampled_from(["single", "single", "folder-pair", "part-pair"]))
+    shape = draw(st.sampled_from(["single", "single", "folder-pair", "part-pair", "record-pair"]))
     names = [first]
     if shape == "folder-pair":
         names.append(first + "/" + draw(_SAFE))
     elif shape == "part-pair":
         names.append(first + ".part")
+    elif shape == "record-pair":
+        names.append(first + ".part.json")
     links = st.sampled_from(LINKS[1:])
     return [(name, draw(st.one_of(st.none(), links))) for name in names]
 
