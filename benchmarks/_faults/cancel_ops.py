@@ -173,10 +173,16 @@ class SubmitMany:
         jobs = await ctx.server.created_jobs()
         per_input = Counter(a["i"] for a in jobs.values() if a.get("batch") == ctx.trial)
         wrong = [f"input {i}: {n} jobs" for i, n in sorted(per_input.items()) if n > 1]
+        # Created once, or (a create cut off by the cancellation) unknown and sent at most once.
+        allowed = {cj.BulkOutcome.SUBMITTED: {1}, cj.BulkOutcome.UNKNOWN: {0, 1}}
         missing = [
             f"input {r.index}: {r.outcome.value}, {per_input[r.index]} jobs"
             for r in results
-            if r.outcome is cj.BulkOutcome.SUBMITTED and per_input[r.index] != 1
+            if per_input[r.index] not in allowed.get(r.outcome, set())
+        ]
+        reported = Counter(r.index for r in results)
+        missing += [
+            f"input {i}: {reported[i]} results" for i in range(self.batch) if reported[i] != 1
         ]
         return wrong + missing
 
