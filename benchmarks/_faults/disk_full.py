@@ -1,8 +1,8 @@
 """Scenario 6: the destination is a small filesystem (a 20 MiB tmpfs) and a job has one output
 too large for it beside small ones: the large one fails with a named error saying which file,
 every file that fits lands, and the failed partial does not keep the space. A lone download of
-the large file fails with a named error too. Mounting needs root (or CAP_SYS_ADMIN): elsewhere
-the scenario is skipped with the reason."""
+the large file fails with a named error too; neither leaves a partial file behind. Mounting
+needs root (or CAP_SYS_ADMIN): elsewhere the scenario is skipped with the reason."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import chutes_jobs as cj
 from chutes_jobs.emulator import Emulator
+from chutes_jobs.transfer import PART_SUFFIX, RECORD_SUFFIX
 
 from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir, seeded_bytes
 from .probes import sha256_file
@@ -120,11 +121,14 @@ async def _scenario(size: Size, disk: Path, seed: int, sweep: Sweep) -> list[Fig
                 if (disk / "all" / name).is_file()
                 and sha256_file(disk / "all" / name) == placed.sha256[name]
             ]
-            kept = sum(p.stat().st_size for p in (disk / "all").rglob("*.part") if p.is_file())
             lone = await _lone(handle, disk / "lone" / "large.bin", sweep)
             sweep.reprs([session, handle])
+    left = _temporaries(disk)
+    kept = sum(size for size in left.values())
     large_errors = [e for e in errors if "large.bin" in _texts(e)]
-    named = bool(large_errors) and all(isinstance(e, cj.ChutesError) for e in large_errors)
+    named = bool(large_errors) and all(
+        isinstance(e, cj.InsufficientSpaceError) for e in large_errors
+    )
     described = ", ".join(f"{type(e).__name__}: {e}" for e in large_errors) or "no error"
     return [
         Figure(
@@ -133,7 +137,7 @@ async def _scenario(size: Size, disk: Path, seed: int, sweep: Sweep) -> list[Fig
             "download_outputs: a named error for it",
             _short(described),
             named,
-            why="expected a chutes_jobs error naming large.bin",
+            why="expected an InsufficientSpaceError naming large.bin",
         ),
         Figure(
             NAME,
@@ -144,10 +148,10 @@ async def _scenario(size: Size, disk: Path, seed: int, sweep: Sweep) -> list[Fig
         ),
         Figure(
             NAME,
-            "space kept by the failed partial",
-            f"{kept / MIB:.1f} MiB",
-            kept == 0,
-            why="the .part of large.bin holds it",
+            "space kept by the failed partials (and partial files left)",
+            f"{kept / MIB:.1f} MiB ({len(left)} files)",
+            not left,
+            why=f"left: {sorted(left)}",
         ),
         lone,
     ]
@@ -159,15 +163,24 @@ async def _lone(handle: cj.JobHandle, dest: Path, sweep: Sweep) -> Figure:
         await handle.download("large.bin", dest)
     except Exception as exc:
         sweep.exception(exc)
-        named = isinstance(exc, cj.ChutesError) and "large.bin" in str(exc)
+        named = isinstance(exc, cj.InsufficientSpaceError) and "large.bin" in str(exc)
         return Figure(
             NAME,
             claim,
             _short(f"{type(exc).__name__}: {exc}"),
             named,
-            why="expected a chutes_jobs error whose message names large.bin",
+            why="expected an InsufficientSpaceError whose message names large.bin",
         )
     return Figure(NAME, claim, "no error", False, why="the download reported success")
+
+
+def _temporaries(disk: Path) -> dict[str, int]:
+    """The partial files and records left anywhere on the disk, with their sizes."""
+    return {
+        str(path.relative_to(disk)): path.stat().st_size
+        for path in disk.rglob("*")
+        if path.name.endswith((PART_SUFFIX, RECORD_SUFFIX)) and path.is_file()
+    }
 
 
 def _texts(exc: BaseException) -> str:
