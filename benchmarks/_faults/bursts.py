@@ -9,18 +9,17 @@ import hashlib
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import chutes_jobs as cj
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.emulator.faults import Fault
 from chutes_jobs.emulator.storage import BlobStore
 
-from .fixtures import WORKER_CHUTE, WORKER_METHOD, add_worker_chute, quick_retries, scratch_dir
-from .probes import sha256_file
+from .fixtures import quick_retries, scratch_dir, submit_all, user_on_emulator
 from .report import Figure, Sweep, count_figure, first_of
 
 __all__ = ["FULL", "REDUCED", "Size", "plan_bursts", "run"]
@@ -86,30 +85,18 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
     """Creates under bursts, then workers under bursts."""
     rng = random.Random(f"{seed}-bursts")
     with scratch_dir(NAME) as root:
-        async with Emulator(demo_chute=False) as emu:
-            add_worker_chute(emu)
-            sweep.secret(emu.api_key, "API key")
-            session = cj.ChutesSession(
-                base_url=emu.base_url, api_key=emu.api_key, retry_policy=quick_retries(12)
-            )
-            async with session:
-                figures = await _creates(emu, session, size.creates, rng, root, sweep)
-                figures += await _workers(emu, session, size, rng, sweep)
+        async with user_on_emulator(sweep, attempts=12) as (emu, session):
+            figures = await _creates(emu, session, size.creates, rng, root, sweep)
+            figures += await _workers(emu, session, size, rng, sweep)
     return figures
 
 
 async def _submit(
     session: cj.ChutesSession, inputs: list[dict[str, Any]], ledger: Path, sweep: Sweep
 ) -> dict[int, cj.BulkResult]:
-    results: dict[int, cj.BulkResult] = {}
-    run = session.submit_many(WORKER_CHUTE, WORKER_METHOD, inputs, concurrency=64, ledger=ledger)
-    async with aclosing(run):
-        async for result in run:
-            results[result.index] = result
-            if result.error is not None:
-                sweep.exception(result.error)
-    sweep.reprs(list(results.values())[:20])
-    return results
+    results = await submit_all(session, inputs, ledger, sweep, concurrency=64)
+    sweep.reprs(results[:20])
+    return {result.index: result for result in results}
 
 
 def _server_jobs(emu: Emulator, batch: str) -> dict[int, list[str]]:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import chutes_jobs as cj
+from chutes_jobs.demo import sha256_file
 
-from .fixtures import WORKER_CHUTE, WORKER_METHOD
-from .probes import sha256_file
+from .fixtures import WORKER_CHUTE, WORKER_METHOD, submit_all
 from .report import Sweep
 from .server import EmulatorProcess, Started
 
@@ -151,25 +150,16 @@ class SubmitMany:
         return [{"batch": ctx.trial, "i": i} for i in range(self.batch)]
 
     async def _submit(self, ctx: Context, inputs: list[dict[str, Any]]) -> list[cj.BulkResult]:
-        run = ctx.user.submit_many(
-            WORKER_CHUTE,
-            WORKER_METHOD,
-            inputs,
-            concurrency=4,
-            ledger=ctx.folder / "run.db",
-            cancel_grace=0.5,
+        ledger = ctx.folder / "run.db"
+        return await submit_all(
+            ctx.user, inputs, ledger, ctx.sweep, concurrency=4, cancel_grace=0.5
         )
-        async with aclosing(run):
-            return [result async for result in run]
 
     async def run(self, ctx: Context, prepared: list[dict[str, Any]]) -> None:
         await self._submit(ctx, prepared)
 
     async def rerun(self, ctx: Context, prepared: list[dict[str, Any]]) -> list[str]:
         results = await self._submit(ctx, prepared)
-        for result in results:
-            if result.error is not None:
-                ctx.sweep.exception(result.error)
         jobs = await ctx.server.created_jobs()
         per_input = Counter(a["i"] for a in jobs.values() if a.get("batch") == ctx.trial)
         wrong = [f"input {i}: {n} jobs" for i, n in sorted(per_input.items()) if n > 1]

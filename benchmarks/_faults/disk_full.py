@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import chutes_jobs as cj
-from chutes_jobs.emulator import Emulator
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.transfer import PART_SUFFIX, RECORD_SUFFIX
 
-from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir, seeded_bytes
-from .probes import sha256_file
+from .fixtures import place_finished_job, scratch_dir, seeded_bytes, user_on_emulator
 from .report import Figure, Sweep
 
 __all__ = ["FULL", "REDUCED", "Size", "run"]
@@ -100,29 +99,23 @@ async def _scenario(size: Size, disk: Path, seed: int, sweep: Sweep) -> list[Fig
             for n, name in enumerate(small_names)
         }
     )
-    async with Emulator(demo_chute=False) as emu:
-        add_worker_chute(emu)
-        sweep.secret(emu.api_key, "API key")
+    async with user_on_emulator(sweep, attempts=3) as (emu, session):
         placed = place_finished_job(emu, outputs)
-        session = cj.ChutesSession(
-            base_url=emu.base_url, api_key=emu.api_key, retry_policy=quick_retries(3)
-        )
-        async with session:
-            handle = session.job(placed.job_id)
-            errors: list[BaseException] = []
-            try:
-                await handle.download_outputs(disk / "all")
-            except cj.DownloadOutputsError as group:
-                errors = list(group.exceptions)
-                sweep.exception(group)
-            landed = [
-                name
-                for name in small_names
-                if (disk / "all" / name).is_file()
-                and sha256_file(disk / "all" / name) == placed.sha256[name]
-            ]
-            lone = await _lone(handle, disk / "lone" / "large.bin", sweep)
-            sweep.reprs([session, handle])
+        handle = session.job(placed.job_id)
+        errors: list[BaseException] = []
+        try:
+            await handle.download_outputs(disk / "all")
+        except cj.DownloadOutputsError as group:
+            errors = list(group.exceptions)
+            sweep.exception(group)
+        landed = [
+            name
+            for name in small_names
+            if (disk / "all" / name).is_file()
+            and sha256_file(disk / "all" / name) == placed.sha256[name]
+        ]
+        lone = await _lone(handle, disk / "lone" / "large.bin", sweep)
+        sweep.reprs([session, handle])
     left = _temporaries(disk)
     kept = sum(size for size in left.values())
     large_errors = [e for e in errors if "large.bin" in _texts(e)]

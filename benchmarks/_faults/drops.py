@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import chutes_jobs as cj
+from chutes_jobs.demo import sha256_file
 from chutes_jobs.emulator import Emulator
 
-from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir, seeded_bytes
-from .probes import FinalNameWatcher, sha256_file
+from .fixtures import place_finished_job, scratch_dir, seeded_bytes, user_on_emulator
+from .probes import FinalNameWatcher
 from .report import Figure, Sweep, count_figure, first_of
 
 __all__ = ["FULL", "REDUCED", "Size", "run"]
@@ -56,24 +57,18 @@ async def _drops(size: Size, sweep: Sweep, seed: int, *, range_support: bool) ->
     rng = random.Random(f"{seed}-{mode}")
     offsets = [rng.randrange(0, size.file_bytes) for _ in range(size.offsets)]
     with scratch_dir(NAME) as root:
-        async with Emulator(range_support=range_support, demo_chute=False) as emu:
-            add_worker_chute(emu)
+        async with user_on_emulator(sweep, range_support=range_support) as (emu, session):
             placed = place_finished_job(emu, {"big.bin": seeded_bytes(seed, size.file_bytes)})
             tally = _Tally(placed.sha256["big.bin"])
-            sweep.secret(emu.api_key, "API key")
-            session = cj.ChutesSession(
-                base_url=emu.base_url, api_key=emu.api_key, retry_policy=quick_retries()
-            )
-            async with session:
-                handle = session.job(placed.job_id)
-                file = (await handle.refresh()).file("big.bin")
-                dest_root = root / "downloads"
-                with FinalNameWatcher(dest_root, lambda _: size.file_bytes) as watcher:
-                    for number, offset in enumerate(offsets):
-                        folder = dest_root / f"{number:03d}"
-                        await _one(emu, handle, file, folder / "big.bin", offset, tally, sweep)
-                        await asyncio.to_thread(shutil.rmtree, folder, True)
-                sweep.reprs([session, handle, file])
+            handle = session.job(placed.job_id)
+            file = (await handle.refresh()).file("big.bin")
+            dest_root = root / "downloads"
+            with FinalNameWatcher(dest_root, lambda _: size.file_bytes) as watcher:
+                for number, offset in enumerate(offsets):
+                    folder = dest_root / f"{number:03d}"
+                    await _one(emu, handle, file, folder / "big.bin", offset, tally, sweep)
+                    await asyncio.to_thread(shutil.rmtree, folder, True)
+            sweep.reprs([session, handle, file])
     n = size.offsets
     figures = [
         Figure(

@@ -1,5 +1,6 @@
 """The emulator as the scenarios set it up: a chute whose jobs wait for an outside worker,
-finished jobs whose output files are placed in its store directly, quick retries."""
+finished jobs whose output files are placed in its store directly, a user's session with
+quick retries, ``submit_many`` to the end."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import random
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import chutes_jobs as cj
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.emulator.storage import BlobStore
 from chutes_jobs.emulator.store import JobRecord, utcnow
+
+from .report import Sweep
 
 __all__ = [
     "WORKER_CHUTE",
@@ -27,6 +32,8 @@ __all__ = [
     "quick_retries",
     "scratch_dir",
     "seeded_bytes",
+    "submit_all",
+    "user_on_emulator",
 ]
 
 #: A chute whose method runs nowhere: its jobs wait for a worker holding their status URL
@@ -50,6 +57,41 @@ def quick_retries(max_attempts: int = 8) -> cj.RetryPolicy:
         retry_after_cap=0.05,
         deadline=60.0,
     )
+
+
+@contextlib.asynccontextmanager
+async def user_on_emulator(
+    sweep: Sweep, *, attempts: int = 8, **options: Any
+) -> AsyncIterator[tuple[Emulator, cj.ChutesSession]]:
+    """An emulator (``options``; no demo chute) with :data:`WORKER_CHUTE`, and an open session
+    of its user with :func:`quick_retries` (``attempts``); the sweep looks for its API key."""
+    async with Emulator(demo_chute=False, **options) as emu:
+        add_worker_chute(emu)
+        sweep.secret(emu.api_key, "API key")
+        policy = quick_retries(attempts)
+        async with cj.ChutesSession(
+            base_url=emu.base_url, api_key=emu.api_key, retry_policy=policy
+        ) as session:
+            yield emu, session
+
+
+async def submit_all(
+    session: cj.ChutesSession,
+    inputs: list[dict[str, Any]],
+    ledger: Path,
+    sweep: Sweep,
+    **options: Any,
+) -> list[cj.BulkResult]:
+    """``submit_many`` of ``inputs`` to :data:`WORKER_CHUTE` with ``ledger`` (and ``options``)
+    to the end: the results in the order they came; the sweep sees each error."""
+    results: list[cj.BulkResult] = []
+    run = session.submit_many(WORKER_CHUTE, WORKER_METHOD, inputs, ledger=ledger, **options)
+    async with aclosing(run):
+        async for result in run:
+            results.append(result)
+            if result.error is not None:
+                sweep.exception(result.error)
+    return results
 
 
 def seeded_bytes(seed: int, size: int) -> bytes:

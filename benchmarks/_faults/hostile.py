@@ -20,7 +20,7 @@ import chutes_jobs as cj
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.transfer import part_names
 
-from .fixtures import add_worker_chute, place_finished_job, quick_retries, scratch_dir
+from .fixtures import place_finished_job, scratch_dir, user_on_emulator
 from .names import OUTSIDE, Entry, generate
 from .probes import tree_changes, tree_state
 from .report import Figure, Sweep, count_figure, first_of
@@ -64,18 +64,12 @@ async def run(size: Size, sweep: Sweep, *, seed: int = 0) -> list[Figure]:
         outside = root / "outside"
         outside.mkdir()
         (outside / "sentinel.txt").write_text("must never change")
-        async with Emulator(demo_chute=False) as emu:
-            add_worker_chute(emu)
-            sweep.secret(emu.api_key, "API key")
-            session = cj.ChutesSession(
-                base_url=emu.base_url, api_key=emu.api_key, retry_policy=quick_retries(2)
-            )
-            async with session:
-                for number, job_entries in enumerate(_jobs(groups, size.per_job, outside)):
-                    dest = root / "dests" / f"job{number:03d}"
-                    overwrite = rng.random() < 0.3
-                    await _one_job(emu, session, job_entries, dest, root, overwrite, tally, sweep)
-                sweep.reprs([session])
+        async with user_on_emulator(sweep, attempts=2) as (emu, session):
+            for number, job_entries in enumerate(_jobs(groups, size.per_job, outside)):
+                dest = root / "dests" / f"job{number:03d}"
+                overwrite = rng.random() < 0.3
+                await _one_job(emu, session, job_entries, dest, root, overwrite, tally, sweep)
+            sweep.reprs([session])
     return [
         Figure(
             NAME,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import chutes_jobs as cj
 
+from .._common import proc_status, reset_peak_rss
 from .fixtures import WORKER_CHUTE, WORKER_METHOD, scratch_dir
-from .probes import reset_peak_rss, rss_bytes
 from .report import Figure, Sweep, count_figure
 from .server import EmulatorProcess, Started
 
@@ -124,11 +124,11 @@ async def _sample_rss(warmup: float, done: asyncio.Event) -> _Memory:
     memory = _Memory()
     reset_peak_rss()
     while not done.is_set():
-        memory.samples.append(rss_bytes())
+        memory.samples.append(proc_status("VmRSS"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), 0.1)
-    memory.samples.append(rss_bytes())
-    memory.peak = rss_bytes("VmHWM")
+    memory.samples.append(proc_status("VmRSS"))
+    memory.peak = proc_status("VmHWM")
     return memory
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,14 @@ import chutes_jobs as cj
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.emulator.faults import Fault
 
-from .fixtures import WORKER_CHUTE, WORKER_METHOD, add_worker_chute, quick_retries, scratch_dir
+from .fixtures import (
+    WORKER_CHUTE,
+    WORKER_METHOD,
+    add_worker_chute,
+    quick_retries,
+    scratch_dir,
+    submit_all,
+)
 from .report import Figure, Sweep, count_figure
 
 __all__ = ["FULL", "REDUCED", "Size", "run"]
@@ -97,14 +103,8 @@ async def _lone_create(emu: Emulator, session: cj.ChutesSession, sweep: Sweep) -
 async def _submit(
     session: cj.ChutesSession, inputs: list[dict[str, Any]], ledger: Path, sweep: Sweep
 ) -> dict[int, cj.BulkResult]:
-    results: dict[int, cj.BulkResult] = {}
-    run = session.submit_many(WORKER_CHUTE, WORKER_METHOD, inputs, concurrency=16, ledger=ledger)
-    async with aclosing(run):
-        async for result in run:
-            results[result.index] = result
-            if result.error is not None:
-                sweep.exception(result.error)
-    return results
+    results = await submit_all(session, inputs, ledger, sweep, concurrency=16)
+    return {result.index: result for result in results}
 
 
 async def _batch(

@@ -1,11 +1,11 @@
-"""Observing the client from outside: its file descriptors, the files under a folder (while a
-run goes on, and before/after one), checksums and memory."""
+"""Observing the client from outside: its file descriptors, and the files under a folder (while
+a run goes on, and before/after one). Memory figures: ``benchmarks._common``; checksums:
+``chutes_jobs.demo.sha256_file``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import stat
 import threading
@@ -19,15 +19,10 @@ __all__ = [
     "FinalNameWatcher",
     "TreeState",
     "open_descriptors",
-    "reset_peak_rss",
-    "rss_bytes",
     "settled_descriptors",
-    "sha256_file",
     "tree_changes",
     "tree_state",
 ]
-
-MIB = 1 << 20
 
 
 def open_descriptors() -> dict[int, str]:
@@ -52,29 +47,6 @@ async def settled_descriptors(baseline: dict[int, str], *, within: float = 2.0) 
         if not extra or time.monotonic() > deadline:
             return extra
         await asyncio.sleep(0.02)
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(4 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def rss_bytes(field: str = "VmRSS") -> int:
-    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise LookupError(field)
-
-
-def reset_peak_rss() -> None:
-    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0; ignored elsewhere)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
 
 
 #: A file's identity and state: kind, size, mtime (ns), inode, and a link's target.
