@@ -1,7 +1,8 @@
 """The fault suite: ``python -m pytest -m faults`` (CI: the nox session ``faults``).
 
 Each test runs one scenario of ``benchmarks/_faults`` at reduced size (the same code that
-``python -m benchmarks.faults`` runs at full size) and asserts every figure it reports. The
+``python -m benchmarks.faults`` runs at full size) and asserts every figure it reports; the
+summary at the end prints them all, one line each. The
 tests are marked ``faults`` and left out of a run without a ``-m`` expression, so the plain
 test command stays quick; the summary then says how many were left out and how to run them.
 """
@@ -18,6 +19,8 @@ import pytest
 for _folder in (Path(__file__).resolve().parents[2], Path(__file__).resolve().parent):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
+
+from fault_support import MEASURED, SEED  # noqa: E402
 
 from benchmarks._faults.report import Sweep  # noqa: E402
 
@@ -39,6 +42,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures the fault suite measured, one line each as ``python -m benchmarks.faults``
+    prints them; or, when it was left out, how to run it."""
+    if MEASURED:
+        terminalreporter.write_sep("=", f"fault-suite figures (reduced sizes, seed {SEED})")
+        for figure in MEASURED:
+            terminalreporter.write_line(figure.line())
     if _deselected:
         terminalreporter.write_line(
             f"{len(_deselected)} fault-suite tests left out: run them with "
