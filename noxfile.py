@@ -105,15 +105,22 @@ def tests_lowest(session: nox.Session) -> None:
     _pytest(session)
 
 
+#: Seconds the fault suite may take in all, and one of its tests (pytest-timeout: a hang fails
+#: with every thread's stack). It takes about 80 s on two shared cores.
+FAULTS_TIMEOUT, FAULT_TEST_TIMEOUT = 600, 300
+
+
 @nox.session(python=OLDEST)
 def faults(session: nox.Session) -> None:
     """The fault suite, once (``pytest -m faults``: every other session leaves it out).
 
     ``tests/faults``: the scenarios of ``benchmarks/_faults`` at reduced size, seeded (README,
-    "Reliability"), with the newest versions of every dependency.
+    "Reliability"), with the newest versions of every dependency; bounded in time, and its
+    figures printed in pytest's summary.
     """
     session.install(INSTALL)
-    session.run("python", "-m", "pytest", "-m", "faults", *session.posargs)
+    bounds = [f"--session-timeout={FAULTS_TIMEOUT}", f"--timeout={FAULT_TEST_TIMEOUT}"]
+    session.run("python", "-m", "pytest", "-m", "faults", *bounds, "tests/faults", *session.posargs)
 
 
 @nox.session(python=OLDEST)
