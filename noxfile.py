@@ -1,5 +1,6 @@
 """CI sessions, run by ``.ci/run``: the suite on every supported Python with the newest
-dependencies, on the oldest Python with the lowest declared ones, and the linters once.
+dependencies, on the oldest Python with the lowest declared ones, the linters once, and the
+fault suite (``pytest -m faults``, left out of the other sessions) once.
 
     nox -l                                  # the sessions
     nox -s tests_lowest                     # one session
@@ -25,7 +26,7 @@ nox.needs_version = ">=2025.10.14"  # download_python
 nox.options.default_venv_backend = "uv"
 nox.options.download_python = "never"
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["tests", "tests_lowest", "lint"]
+nox.options.sessions = ["tests", "tests_lowest", "lint", "faults"]
 
 ROOT = Path(__file__).parent
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -102,6 +103,24 @@ def tests_lowest(session: nox.Session) -> None:
     """The whole suite with the lowest versions ``pyproject.toml`` declares (lowest-direct)."""
     session.install("--resolution", "lowest-direct", INSTALL)
     _pytest(session)
+
+
+#: Seconds the fault suite may take in all, and one of its tests (pytest-timeout: a hang fails
+#: with every thread's stack). It takes about 80 s on two shared cores.
+FAULTS_TIMEOUT, FAULT_TEST_TIMEOUT = 600, 300
+
+
+@nox.session(python=OLDEST)
+def faults(session: nox.Session) -> None:
+    """The fault suite, once (``pytest -m faults``: every other session leaves it out).
+
+    ``tests/faults``: the scenarios of ``benchmarks/_faults`` at reduced size, seeded (README,
+    "Reliability"), with the newest versions of every dependency; bounded in time, and its
+    figures printed in pytest's summary.
+    """
+    session.install(INSTALL)
+    bounds = [f"--session-timeout={FAULTS_TIMEOUT}", f"--timeout={FAULT_TEST_TIMEOUT}"]
+    session.run("python", "-m", "pytest", "-m", "faults", *bounds, "tests/faults", *session.posargs)
 
 
 @nox.session(python=OLDEST)

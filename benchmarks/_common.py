@@ -99,11 +99,19 @@ def make_file(path: Path, size: int) -> Path:
 # ----------------------------------------------------------------------------- measuring
 
 
-def _proc_status(field: str) -> int:
+def proc_status(field: str) -> int:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``), in
+    bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    return 0
+    raise LookupError(field)
+
+
+def reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0; ignored elsewhere)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 class Measure:
@@ -123,9 +131,8 @@ class Measure:
             last = now
 
     async def __aenter__(self) -> Measure:
-        with contextlib.suppress(OSError):  # reset VmHWM to the current RSS (Linux >= 4.0)
-            Path("/proc/self/clear_refs").write_text("5")  # noqa: ASYNC240 - procfs, instant
-        self.rss0 = _proc_status("VmRSS")
+        reset_peak_rss()
+        self.rss0 = proc_status("VmRSS")
         self.ru0 = resource.getrusage(resource.RUSAGE_SELF)
         self.t0 = time.perf_counter()
         self._ticker = asyncio.create_task(self._tick())
@@ -140,7 +147,7 @@ class Measure:
         self._ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._ticker
-        self.rss_growth = _proc_status("VmHWM") - self.rss0
+        self.rss_growth = proc_status("VmHWM") - self.rss0
         self.minflt = ru.ru_minflt - self.ru0.ru_minflt
 
     def result(self, nbytes: int) -> dict[str, Any]:
