@@ -13,12 +13,13 @@ MEASURED: list[Figure] = []
 
 
 def assert_figures(figures: list[Figure]) -> None:
-    """Every figure meets its claim (the failing lines are the message); a scenario that
-    cannot run here is skipped with its reason. The figures are kept for the summary."""
+    """Every figure that ran meets its claim (the failing lines are the message); then, if
+    part of the scenario cannot run here, the test is skipped with the reason (a skip never
+    hides a failing figure). The figures are kept for the summary."""
     MEASURED.extend(figures)
+    assert figures, "the scenario reported nothing"
+    failing = [f.line() for f in figures if f.skipped is None and not f.ok]
+    assert not failing, "\n".join(failing)
     skipped = [f.skipped for f in figures if f.skipped is not None]
     if skipped:
         pytest.skip("; ".join(skipped))
-    assert figures, "the scenario reported nothing"
-    failing = [f.line() for f in figures if not f.ok]
-    assert not failing, "\n".join(failing)
