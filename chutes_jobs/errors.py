@@ -30,6 +30,7 @@ __all__ = [
     "IncompleteTransferError",
     "JobFailedError",
     "JobTimeoutError",
+    "LeaseLostError",
     "LedgerError",
     "NotFoundError",
     "OutputMissingError",
@@ -329,3 +330,8 @@ class DuplicateInputError(ConfigurationError):
 
 class LedgerError(ChutesError):
     """The ledger refused an operation: an illegal transition, a closed or incompatible file."""
+
+
+class LeaseLostError(LedgerError):
+    """A shared ledger refused a create: another process claimed the input meanwhile (this
+    process's lease on it had expired). Nothing was sent; the other process creates it."""

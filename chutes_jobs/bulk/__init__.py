@@ -38,10 +38,11 @@ from ..models import Job
 from ..polling import PollPolicy
 from ..transfer import ProgressCallback
 from .gate import RateGate
-from .ledger import Ledger
+from .ledger import Ledger, SharedLedger
 from .options import DEFAULT_CANCEL_GRACE, bulk_options, input_key
 from .result import BulkOutcome, BulkResult
 from .run import BulkRun
+from .shared import SharedRun
 
 if TYPE_CHECKING:
     from .._http import Transport
@@ -91,7 +92,10 @@ async def submit_many(
         progress=progress, on_job=on_job,
     )  # fmt: skip
     opened = await Ledger.open(ledger) if ledger is not None else None
-    run = BulkRun(session, options, opened)
+    if isinstance(opened, SharedLedger):
+        run: BulkRun = SharedRun(session, options, opened)
+    else:
+        run = BulkRun(session, options, opened)
     main = asyncio.create_task(run.main(inputs))
     try:
         while (result := await run.results.get()) is not None:
