@@ -219,9 +219,16 @@ class JobCreator:
             raise
         except RateLimitError as exc:
             return await self.on_rate_limited(index, key, exc, unknown_row)
+        except LedgerError as exc:
+            if sent:
+                raise
+            # the ledger refused the mark (another process claimed or cancelled it): not sent
+            level = logging.INFO if isinstance(exc, LeaseLostError) else logging.WARNING
+            log.log(level, "input %d not submitted: %s", index, exc)
+            return self.not_submitted(index, key, exc, unknown_row)
         except ChutesError as exc:
             if not sent:
-                raise  # the ledger refused the mark: nothing was sent
+                raise
             return await self.on_create_failed(index, key, exc, unknown_row)
         self.rate_gate.created()
         if self.options.on_job is not None and handle.job is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections import Counter
@@ -12,6 +13,7 @@ import click
 
 from .._progress import BulkDisplay
 from ..bulk import BulkOutcome, BulkResult
+from ..bulk.ledger import Ledger
 from ..errors import DownloadOutputsError, JobFailedError
 from ..session import ChutesSession
 from ._app import command
@@ -32,7 +34,8 @@ from ._options import (
     read_text,
     session_settings,
 )
-from ._output import emit_line, paths_json
+from ._output import emit_line, paths_json, say
+from .ledger import ledger_target
 
 
 def read_inputs(source: str) -> list[dict[str, Any]]:
@@ -140,17 +143,41 @@ async def run_bulk(
     """Run ``submit_many``, printing each result as it comes and counting them."""
     tally = BulkTally()
     with BulkDisplay() as display:
-        async with ChutesSession.from_env(**session_settings(**conn)) as session:
-            async for result in session.submit_many(
-                inputs=inputs,
-                progress=display.transfer,
-                on_job=lambda job: display.job_seen(job.job_id, job.state),
-                **settings,
-            ):
-                tally.add(result)
-                display.result_done(result.job_id, ok=result.ok)
-                emit_line(bulk_result_json(result), as_json, bulk_result_text(result))
+        shared = isinstance(settings["ledger"], str)  # a postgresql:// URL
+        totals = asyncio.create_task(batch_totals(settings["ledger"], display)) if shared else None
+        try:
+            async with ChutesSession.from_env(**session_settings(**conn)) as session:
+                async for result in session.submit_many(
+                    inputs=inputs,
+                    progress=display.transfer,
+                    on_job=lambda job: display.job_seen(job.job_id, job.state),
+                    **settings,
+                ):
+                    tally.add(result)
+                    display.result_done(result.job_id, ok=result.ok)
+                    emit_line(bulk_result_json(result), as_json, bulk_result_text(result))
+        finally:
+            if totals is not None:
+                totals.cancel()
+                await asyncio.gather(totals, return_exceptions=True)
     return tally
+
+
+async def batch_totals(url: str, display: BulkDisplay) -> None:
+    """A shared batch's totals (every process's) on the live display, every 2 seconds, and
+    on stderr once the run is over."""
+    async with await Ledger.open(url) as book:
+        try:
+            while True:
+                if display.is_live:
+                    counts = await book.counts()
+                    display.show_batch({str(s): n for s, n in counts.items() if n})
+                await asyncio.sleep(2.0)
+        except asyncio.CancelledError:
+            counts = await book.counts()
+            text = " · ".join(f"{s} {n}" for s, n in counts.items() if n)
+            say(f"batch totals (every process): {text or 'empty'}")
+            raise
 
 
 @command()
@@ -166,9 +193,11 @@ async def run_bulk(
 @click.option("--out", type=out_dir_type, default=None, help="Download outputs to DIR/<job_id>/.")
 @click.option(
     "--ledger",
-    type=click.Path(dir_okay=False, path_type=Path),
+    callback=ledger_target,
     default=None,
-    help="SQLite ledger: a re-run skips what was done and never creates a job twice.",
+    metavar="FILE|URL",
+    help="A SQLite file (a re-run skips what was done and never creates a job twice), or a "
+    "postgresql:// URL many processes share the batch through.",
 )
 @click.option(
     "--concurrency",
@@ -197,7 +226,7 @@ def bulk(
     method: str,
     inputs_source: str,
     out: Path | None,
-    ledger: Path | None,
+    ledger: str | Path | None,
     concurrency: int,
     wait: bool,
     timeout: float | None,
