@@ -291,6 +291,7 @@ class SharedRun(BulkRun):
         """Load, claim and beat until nothing is left; the submitters take the claimed rows."""
         await self.shared.start_run(self.options.chute_id, self.options.method,
                                     work_rule(self.options))  # fmt: skip
+        self._follow_pause(await self.shared.read_pause())  # a pause may be in force already
         loader = asyncio.create_task(self.load(inputs))
         beat = asyncio.create_task(self.heartbeat())
         try:
