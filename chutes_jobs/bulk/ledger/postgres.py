@@ -339,7 +339,7 @@ class PostgresLedger(SharedLedger):
         return await self._execute(
             f"INSERT INTO {LEDGER} (key, input_index, args, state, updated_at) "
             "SELECT k, i, a, 'todo', extract(epoch FROM now()) "
-            "FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS v(k, i, a) "
+            "FROM unnest(%b::text[], %b::int8[], %b::text[]) AS v(k, i, a) "
             "ON CONFLICT (key) DO NOTHING",
             ([r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered]),
         )
@@ -348,7 +348,8 @@ class PostgresLedger(SharedLedger):
         """Claim up to ``limit`` rows this run works on that no live lease holds."""
         rows = await self._fetch(
             f"WITH c AS (SELECT key FROM {LEDGER} WHERE {self._work} "
-            "AND (lease_until IS NULL OR lease_until < now()) AND NOT (key = ANY(%(exclude)s)) "
+            "AND (lease_until IS NULL OR lease_until < now()) "
+            "AND NOT (key = ANY(%(exclude)b::text[])) "
             "ORDER BY input_index LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
             f"UPDATE {LEDGER} AS l SET owner = %(owner)s, "
             "lease_until = now() + %(lease)s * interval '1 second' FROM c WHERE l.key = c.key "
@@ -364,7 +365,7 @@ class PostgresLedger(SharedLedger):
         rows = await self._fetch(
             "SELECT count(*), extract(epoch FROM min(lease_until) FILTER "
             f"(WHERE lease_until > now()) - now())::float8 FROM {LEDGER} WHERE {self._work} "
-            "AND NOT (key = ANY(%(exclude)s)) AND (owner IS DISTINCT FROM %(owner)s "
+            "AND NOT (key = ANY(%(exclude)b::text[])) AND (owner IS DISTINCT FROM %(owner)s "
             "OR lease_until IS NULL OR lease_until < now())",
             {"exclude": list(exclude), "owner": self._owner},
         )

@@ -1,21 +1,24 @@
-"""The shared ledger's writes: group-committed on one connection, checked row by row.
+"""The shared ledger's writes: group-committed on one connection, one statement per batch.
 
-Every ``mark_*`` is queued; one writer task takes everything pending and, in ONE transaction,
-locks the rows it touches (``SELECT ... ORDER BY key FOR UPDATE``: writers of several processes
-lock in the same order, so they never deadlock), checks each write against the row as it is
-then (:func:`.base.check_transition`; a refused write fails only its caller), writes the final
-rows (one ``INSERT`` for new keys, one ``UPDATE ... FROM unnest(...)`` for the others) and
-commits once. Writes queued while a commit is under way share the next one.
+Every ``mark_*`` is queued; one writer task takes everything pending and sends it as ONE
+statement (one round trip, one commit): an ``INSERT ... ON CONFLICT DO UPDATE`` for the
+``creating`` marks and an ``UPDATE ... FROM unnest(...)`` for the others, each row guarded by
+its legal transition (built from :func:`.base.allowed_from` and :func:`.base.must_match`, as the
+SQLite backend does), and the lease releases. Writes queued while a statement is under way
+share the next one. A row the statement did not change was refused: it is read back and
+:func:`.base.check_transition` says why, to that write's caller alone.
 
 A write into ``creating`` from ``todo`` or ``not_submitted`` also needs the row to be claimed
 by this process (the claim sets ``owner``): an input another process claimed since is refused
-with :class:`LeaseLostError` and nothing is sent for it here.
+with :class:`LeaseLostError` and nothing is sent for it here. A deadlock with another process's
+writer (rows locked in another order) rolls the statement back; it is sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
@@ -23,21 +26,23 @@ from typing import Any
 
 import attrs
 import psycopg
+from psycopg import errors as pg_errors
 
 from ...errors import LeaseLostError, LedgerError
-from .base import LedgerEntry, LedgerState, check_transition, columns_set
+from .base import LedgerEntry, LedgerState, allowed_from, check_transition, must_match
 from .postgres_schema import LEDGER
 
-__all__ = ["PgWrite", "PgWriter", "entry_of"]
+__all__ = ["ROW_COLUMNS", "PgWrite", "PgWriter", "entry_of"]
 
 log = logging.getLogger("chutes_jobs")
 
 _S = LedgerState
 _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
-#: Columns read to check writes, in this order (``entry_of`` reads them).
+#: Columns a row is read with, in this order (``entry_of`` reads them).
 ROW_COLUMNS = "key, input_index, state, job_id, outcome, error, paths, updated_at, owner"
-#: Columns a write sets, in the order of the arrays sent.
-_WRITTEN = ("state", "input_index", "job_id", "outcome", "error", "paths")
+#: States ``creating`` may come from that need the row to be claimed by this process.
+_CLAIMED_FIRST = (_S.TODO, _S.NOT_SUBMITTED)
+Answer = tuple[LedgerEntry | None, BaseException | None]
 
 
 def entry_of(row: tuple[Any, ...]) -> LedgerEntry:
@@ -68,67 +73,49 @@ class PgWrite:
     release: bool = False  #: not a mark: give up the lease, state unchanged
 
 
-class _Raced(Exception):
-    """Another process inserted a key this batch meant to insert: read again, write again."""
+@functools.cache
+def _guard(target: LedgerState) -> tuple[str, str, bool, bool, bool]:
+    """The per-row constants of a write into ``target``: its state; the states it may come
+    from whatever the row holds (comma-separated); whether a row already in ``target`` may be
+    re-marked, with its job id and/or outcome unchanged (:func:`must_match`)."""
+    matched = must_match(target)
+    assert set(matched) <= {"job_id", "outcome"}, "a new must-match column needs its SQL"
+    before = [s for s in allowed_from(target) if s is not None]
+    free = ",".join(sorted(s for s in before if s is not target or not matched))
+    same = target in before and bool(matched)
+    return str(target), free, same, "job_id" in matched, "outcome" in matched
 
 
-@attrs.define
-class _Plan:
-    """What one batch writes: the final row per key, which keys are new, each caller's answer."""
-
-    rows: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    new: set[str] = attrs.field(factory=set)
-    released: set[str] = attrs.field(factory=set)
-    answers: list[tuple[LedgerEntry | None, BaseException | None]] = attrs.field(factory=list)
-
-
-def plan(batch: list[PgWrite], found: dict[str, LedgerEntry], owner: str) -> _Plan:
-    """Check every write of ``batch`` in order against the rows ``found`` (and the writes
-    before it); the rows to write."""
-    result = _Plan()
-    current: dict[str, LedgerEntry | None] = dict(found)
-    for write in batch:
-        before = current.get(write.key)
-        if write.release:
-            result.answers.append((None, None))
-            if before is not None and before.owner == owner:
-                result.released.add(write.key)
-            continue
-        try:
-            _check(before, write, owner)
-        except LedgerError as exc:
-            refused = write.or_entry and before is not None and not isinstance(exc, LeaseLostError)
-            result.answers.append((before, None) if refused else (None, exc))
-            continue
-        after = _apply(before, write, owner)
-        current[write.key] = after
-        if write.key not in found:
-            result.new.add(write.key)
-        result.rows[write.key] = attrs.asdict(after)
-        result.answers.append((None, None))
-    return result
+def _arrays(marks: list[PgWrite], hold: Collection[LedgerState]) -> dict[str, list[Any]]:
+    """The statement's per-row arrays for ``marks`` (one array per column of the statement)."""
+    rows = []
+    for w in marks:
+        state, allowed, same, match_job, match_outcome = _guard(w.target)
+        v = w.values
+        rows.append((
+            w.key, state, v.get("input_index", 0), v.get("job_id"), v.get("outcome"),
+            v.get("error"), v.get("paths"), w.target in hold, allowed, same, match_job,
+            match_outcome, "job_id" in v, "outcome" in v, "error" in v, "paths" in v,
+        ))  # fmt: skip
+    columns = zip(*rows, strict=True) if rows else [()] * len(_ARRAY_TYPES)
+    return {name: list(values) for name, values in zip(_ARRAY_TYPES, columns, strict=True)}
 
 
-def _check(before: LedgerEntry | None, write: PgWrite, owner: str) -> None:
-    check_transition(before, write.key, write.target, write.values)
-    claimable = (_S.TODO, _S.NOT_SUBMITTED)
-    creating = write.target is _S.CREATING and before is not None and before.state in claimable
-    if creating and before is not None and before.owner != owner:
-        raise LeaseLostError(
-            f"ledger key {write.key!r} is claimed by {before.owner or 'no process'}, "
-            f"not by this process ({owner}): not created here"
+def _refusal(before: LedgerEntry | None, write: PgWrite, owner: str) -> Answer:
+    """What the caller of a write the statement refused gets: the row (``or_entry``), or the
+    error saying why."""
+    if write.or_entry and before is not None:
+        return before, None
+    try:
+        check_transition(before, write.key, write.target, write.values)
+    except LedgerError as exc:
+        return None, exc
+    if write.target is _S.CREATING and before is not None and before.state in _CLAIMED_FIRST:
+        return None, LeaseLostError(
+            f"ledger key {write.key!r} is claimed by {before.owner or 'no process'}, not by "
+            f"this process ({owner}): not created here"
         )
-
-
-def _apply(before: LedgerEntry | None, write: PgWrite, owner: str) -> LedgerEntry:
-    values = {name: write.values[name] for name in columns_set(write.target)}
-    if "paths" in values:
-        values["paths"] = json.loads(values["paths"])
-    if write.target is _S.CREATING:  # a new attempt: nothing of an earlier one stays
-        return LedgerEntry(write.key, values["input_index"], _S.CREATING, None, None, None,
-                           None, 0.0, owner)  # fmt: skip
-    assert before is not None  # check_transition: only creating starts a row
-    return attrs.evolve(before, state=write.target, owner=owner, **values)
+    return None, LedgerError(f"ledger key {write.key!r} changed meanwhile; try again")
 
 
 class PgWriter:
@@ -183,65 +170,52 @@ class PgWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+                batch = _distinct_prefix(self._queue[: self._max_batch])
+                del self._queue[: len(batch)]
                 _settle(batch, await self._commit(batch))
             if self._closing:
                 return
 
-    async def _commit(self, batch: list[PgWrite]) -> list[tuple[Any, BaseException | None]]:
-        for _ in range(3):
+    async def _commit(self, batch: list[PgWrite]) -> list[Answer]:
+        for _ in range(5):
             try:
-                return await self._transaction(batch)
-            except _Raced:
-                continue  # another process inserted a key first: read it and check again
+                return await self._statement(batch)
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                continue  # rolled back: nothing of it happened, send it again
             except psycopg.Error as exc:
-                error = LedgerError(f"ledger {self._location}: write failed: {exc}")
                 await self._reconnect()
+                error = LedgerError(f"ledger {self._location}: write failed: {exc}")
                 return [(None, error)] * len(batch)
-        error = LedgerError(f"ledger {self._location}: keys kept being inserted concurrently")
+        error = LedgerError(f"ledger {self._location}: writes kept deadlocking")
         return [(None, error)] * len(batch)
 
-    async def _transaction(self, batch: list[PgWrite]) -> list[tuple[Any, BaseException | None]]:
+    async def _statement(self, batch: list[PgWrite]) -> list[Answer]:
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._conn = await self._connect()
-        keys = sorted({w.key for w in batch})
-        async with conn.transaction():
-            cursor = await conn.execute(
-                f"SELECT {ROW_COLUMNS} FROM {LEDGER} WHERE key = ANY(%s) ORDER BY key FOR UPDATE",
-                (keys,),
-            )
-            found = {e.key: e for e in map(entry_of, await cursor.fetchall())}
-            todo = plan(batch, found, self._owner)
-            await self._write(conn, todo)
+        marks = [w for w in batch if not w.release]
+        params = {
+            **_arrays(marks, self.hold),
+            "release": [w.key for w in batch if w.release],
+            "owner": self._owner,
+            "lease": self._lease,
+        }
+        cursor = await conn.execute(_WRITE, params)
+        done = {row[0] for row in await cursor.fetchall()}
         self.commits += 1
-        return todo.answers
-
-    async def _write(self, conn: _Conn, todo: _Plan) -> None:
-        new = [row for key, row in todo.rows.items() if key in todo.new]
-        old = [row for key, row in todo.rows.items() if key not in todo.new]
-        common = {"owner": self._owner, "lease": self._lease}
-        if new:
-            cursor = await conn.execute(_INSERT, {**common, **self._arrays(new)})
-            if cursor.rowcount != len(new):
-                raise _Raced
-        if old:
-            await conn.execute(_UPDATE, {**common, **self._arrays(old)})
-        if todo.released:
-            await conn.execute(
-                f"UPDATE {LEDGER} SET lease_until = NULL WHERE key = ANY(%s) AND owner = %s",
-                (sorted(todo.released), self._owner),
+        refused = [w for w in marks if w.key not in done]
+        rows: dict[str, LedgerEntry] = {}
+        if refused:
+            cursor = await conn.execute(
+                f"SELECT {ROW_COLUMNS} FROM {LEDGER} WHERE key = ANY(%s)",
+                ([w.key for w in refused],),
             )
-
-    def _arrays(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-        arrays: dict[str, list[Any]] = {"key": [row["key"] for row in rows]}
-        for name in _WRITTEN:
-            arrays[name] = [row[name] for row in rows]
-        arrays["state"] = [str(s) for s in arrays["state"]]
-        arrays["paths"] = [None if p is None else json.dumps(dict(p)) for p in arrays["paths"]]
-        arrays["hold"] = [row["state"] in self.hold for row in rows]
-        return arrays
+            rows = {e.key: e for e in map(entry_of, await cursor.fetchall())}
+        owner = self._owner
+        return [
+            (None, None) if w.release or w.key in done else _refusal(rows.get(w.key), w, owner)
+            for w in batch
+        ]
 
     async def _reconnect(self) -> None:
         if self._conn is not None:
@@ -251,7 +225,18 @@ class PgWriter:
         log.warning("ledger %s: reconnecting the writer", self._location)
 
 
-def _settle(batch: list[PgWrite], answers: list[tuple[Any, BaseException | None]]) -> None:
+def _distinct_prefix(writes: list[PgWrite]) -> list[PgWrite]:
+    """The longest prefix of ``writes`` with every key once (one statement may not change a
+    row twice)."""
+    seen: set[str] = set()
+    for i, write in enumerate(writes):
+        if write.key in seen:
+            return writes[:i]
+        seen.add(write.key)
+    return writes
+
+
+def _settle(batch: list[PgWrite], answers: list[Answer]) -> None:
     for write, (result, error) in zip(batch, answers, strict=True):
         if write.future.done():
             continue  # its caller stopped waiting: the write happened anyway
@@ -261,16 +246,45 @@ def _settle(batch: list[PgWrite], answers: list[tuple[Any, BaseException | None]
             write.future.set_exception(error)
 
 
-_VALUES = """unnest(%(key)s::text[], %(state)s::text[], %(input_index)s::bigint[],
-    %(job_id)s::text[], %(outcome)s::text[], %(error)s::text[], %(paths)s::text[],
-    %(hold)s::bool[]) AS v(key, state, input_index, job_id, outcome, error, paths, hold)"""
+_ARRAY_TYPES = {
+    "key": "text", "state": "text", "input_index": "int8", "job_id": "text", "outcome": "text",
+    "error": "text", "paths": "text", "hold": "bool", "allowed": "text", "same": "bool",
+    "match_job": "bool", "match_outcome": "bool", "set_job": "bool", "set_outcome": "bool",
+    "set_error": "bool", "set_paths": "bool",
+}  # fmt: skip
+_NOW = "extract(epoch FROM now())"
 _LEASE = "CASE WHEN v.hold THEN now() + %(lease)s * interval '1 second' END"
-_INSERT = f"""INSERT INTO {LEDGER} (key, input_index, state, job_id, outcome, error, paths,
-    owner, lease_until, updated_at)
-    SELECT v.key, v.input_index, v.state, v.job_id, v.outcome, v.error, v.paths, %(owner)s,
-    {_LEASE}, extract(epoch FROM now()) FROM {_VALUES}
-    ON CONFLICT (key) DO NOTHING"""
-_UPDATE = f"""UPDATE {LEDGER} AS l SET state = v.state, input_index = v.input_index,
-    job_id = v.job_id, outcome = v.outcome, error = v.error, paths = v.paths,
-    owner = %(owner)s, lease_until = {_LEASE}, updated_at = extract(epoch FROM now())
-    FROM {_VALUES} WHERE l.key = v.key"""
+# %b: the arrays travel in binary (no quoting of each text element, no parsing on the server)
+_UNNEST = ", ".join(f"%({name})b::{kind}[]" for name, kind in _ARRAY_TYPES.items())
+_WRITE = f"""
+WITH v AS (SELECT * FROM unnest({_UNNEST}) AS v({", ".join(_ARRAY_TYPES)})),
+created AS (
+    INSERT INTO {LEDGER} AS l (key, input_index, state, owner, lease_until, updated_at)
+    SELECT v.key, v.input_index, 'creating', %(owner)s, {_LEASE}, {_NOW}
+    FROM v WHERE v.state = 'creating'
+    ON CONFLICT (key) DO UPDATE SET input_index = excluded.input_index, state = 'creating',
+        job_id = NULL, outcome = NULL, error = NULL, paths = NULL, owner = excluded.owner,
+        lease_until = excluded.lease_until, updated_at = excluded.updated_at
+    WHERE l.state IN ({", ".join(f"'{s}'" for s in _CLAIMED_FIRST)}) AND l.owner = %(owner)s
+    RETURNING l.key
+),
+moved AS (
+    UPDATE {LEDGER} AS l SET state = v.state,
+        job_id = CASE WHEN v.set_job THEN v.job_id ELSE l.job_id END,
+        outcome = CASE WHEN v.set_outcome THEN v.outcome ELSE l.outcome END,
+        error = CASE WHEN v.set_error THEN v.error ELSE l.error END,
+        paths = CASE WHEN v.set_paths THEN v.paths ELSE l.paths END,
+        owner = %(owner)s, lease_until = {_LEASE}, updated_at = {_NOW}
+    FROM v WHERE l.key = v.key AND v.state <> 'creating' AND (
+        l.state = ANY(string_to_array(v.allowed, ','))
+        OR (v.same AND l.state = v.state
+            AND (NOT v.match_job OR l.job_id IS NOT DISTINCT FROM v.job_id)
+            AND (NOT v.match_outcome OR l.outcome IS NOT DISTINCT FROM v.outcome)))
+    RETURNING l.key
+),
+released AS (
+    UPDATE {LEDGER} AS l SET lease_until = NULL
+    WHERE l.key = ANY(%(release)b::text[]) AND l.owner = %(owner)s
+)
+SELECT key FROM created UNION ALL SELECT key FROM moved
+"""
