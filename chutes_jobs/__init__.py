@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .bulk import BulkOutcome, BulkResult
+from .bulk.ledger import Ledger, LedgerEntry, LedgerState, LedgerSummary
 from .errors import (
     APIStatusError,
     AuthenticationError,
@@ -62,6 +63,10 @@ __all__ = [
     "JobHandle",
     "JobState",
     "JobTimeoutError",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerState",
+    "LedgerSummary",
     "NotFoundError",
     "OutputFile",
     "OutputMissingError",

@@ -230,8 +230,13 @@ class Ledger(abc.ABC):
         Raises :class:`LedgerError` if the target cannot be opened or holds something else.
         """
         if is_shared_url(target):
-            from .postgres import PostgresLedger
-
+            try:
+                from .postgres import PostgresLedger
+            except ImportError as exc:  # the extra is not installed
+                raise LedgerError(
+                    f"a postgresql:// ledger needs psycopg ({exc.name} is missing): "
+                    "pip install 'chutes-jobs[postgres]'"
+                ) from None
             return await PostgresLedger.open(str(target), **options)
         from .sqlite import SqliteLedger
 
