@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (
     ConfigurationError,
     LeaseLostError,
+    LedgerError,
     QuotaExceededError,
     RateLimitError,
     UnknownCreateError,
@@ -52,6 +53,8 @@ _S = LedgerState
 LOAD_CHUNK = 500
 #: Seconds between two reads of the shared pause row (and at most between lease renewals).
 HEARTBEAT = 1.0
+#: Claims failing in a row (a second apart) before the run gives up.
+MAX_CLAIM_FAILURES = 10
 
 
 def work_rule(options: BulkOptions) -> WorkRule:
@@ -156,19 +159,39 @@ class SharedRun(BulkRun):
     # -- the claimer --------------------------------------------------------------------------
 
     async def claim(self) -> None:
-        """Claim rows while there is room, until nothing is left this run would work on."""
+        """Claim rows while there is room, until nothing is left this run would work on.
+
+        The database unreachable for a while (``MAX_CLAIM_FAILURES`` tries in a row, a second
+        apart) ends the run with its :class:`LedgerError`.
+        """
+        failures = 0
         while not self.stopping:
-            room = await self._room()
+            try:
+                if await self._claim_some():
+                    return
+                failures = 0
+            except LedgerError as exc:
+                failures += 1
+                if failures >= MAX_CLAIM_FAILURES:
+                    raise
+                log.warning("shared ledger: claiming failed, trying again: %s", exc)
+                await asyncio.sleep(HEARTBEAT)
+
+    async def _claim_some(self) -> bool:
+        """Claim what there is room for; True once nothing is left at all."""
+        room = await self._room()
+        try:
             claimed = await self.shared.claim(room, sorted(self.gave_up))
-            for _ in range(room - len(claimed)):
+        except BaseException:
+            claimed = []
+            raise
+        finally:
+            for _ in range(room - len(claimed)):  # the slots no claimed row holds
                 self.in_flight.release()
-            for item in claimed:
-                self.busy += 1
-                self.claimed.put_nowait(item)
-            if claimed:
-                continue
-            if await self._finished():
-                return
+        for item in claimed:
+            self.busy += 1
+            self.claimed.put_nowait(item)
+        return not claimed and await self._finished()
 
     async def _room(self) -> int:
         """Wait for room in ``max_in_flight`` and for the submitters to run low; take up to
@@ -186,18 +209,21 @@ class SharedRun(BulkRun):
     async def _finished(self) -> bool:
         """Nothing claimable now: True once nothing is left at all, else wait a little
         (for loading, for this process's own work, for others' leases)."""
+        self.progress.clear()  # before the query: what happens during it wakes the wait below
         if not self.loaded:
-            await self._changed(HEARTBEAT)
+            await self._changed(HEARTBEAT, clear=False)
             return False
         left, first_expiry = await self.shared.outstanding(sorted(self.gave_up))
         if left == 0 and self.busy == 0:
             return True
         wait = HEARTBEAT if first_expiry is None else min(max(first_expiry, 0.05), HEARTBEAT)
-        await self._changed(wait)
+        await self._changed(wait, clear=False)
         return False
 
-    async def _changed(self, timeout: float) -> None:
-        self.progress.clear()
+    async def _changed(self, timeout: float, *, clear: bool = True) -> None:
+        """Wait until something changes (loading, an input finished) or ``timeout``."""
+        if clear:
+            self.progress.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.progress.wait(), timeout)
 
