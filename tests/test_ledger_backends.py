@@ -4,12 +4,22 @@ server, ``postgres_url``; skipped with the reason when no server can be started)
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from chutes_jobs.bulk.ledger import Ledger, LedgerEntry, LedgerError, LedgerState
+from chutes_jobs.bulk.ledger import (
+    Ledger,
+    LedgerEntry,
+    LedgerError,
+    LedgerState,
+    check_transition,
+)
 
 S = LedgerState
 
@@ -211,3 +221,111 @@ async def test_a_cancelled_caller_still_gets_its_write_and_close_drains(target: 
     async with await Ledger.open(target) as reopened:
         assert (await entry_of(reopened, "a")).state is S.CREATING
         assert (await reopened.counts())[S.CREATING] == 301
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+_OPS = st.sampled_from(["creating", "begin", "submitted", "unknown", "not_submitted",
+                        "finished", "downloaded", "cancelled"])  # fmt: skip
+_STEP = st.tuples(_OPS, st.sampled_from("abc"), st.sampled_from(["j1", "j2"]), st.booleans())
+
+
+def _model_step(rows: dict[str, dict[str, Any]], op: str, key: str, job: str, flag: bool) -> Any:
+    """What a ledger must do: ``check_transition`` on the row as it is; the row after."""
+    row = rows.get(key)
+    current = None if row is None else LedgerEntry(key=key, paths=None, updated_at=0.0, **row)
+    if op == "begin":
+        if current is not None and current.state not in (S.TODO, S.NOT_SUBMITTED):
+            return current
+        op = "creating"
+    target, values = _TARGETS[op](job, flag)
+    check_transition(current, key, target, values)  # raises: the backends must refuse it too
+    new = dict(row or {}, state=target)
+    if target is S.CREATING:
+        new.update(job_id=None, outcome=None, error=None, input_index=values["input_index"])
+    else:
+        new.update({k: v for k, v in values.items() if k != "paths"})
+    rows[key] = new
+    return None
+
+
+_TARGETS: dict[str, Callable[[str, bool], tuple[LedgerState, dict[str, Any]]]] = {
+    "creating": lambda job, flag: (S.CREATING, {"input_index": 1 + flag}),
+    "submitted": lambda job, flag: (S.SUBMITTED, {"job_id": job, "error": None}),
+    "unknown": lambda job, flag: (S.UNKNOWN, {"error": "lost"}),
+    "not_submitted": lambda job, flag: (S.NOT_SUBMITTED, {"error": "refused"}),
+    "finished": lambda job, flag: (
+        S.FAILED if flag else S.FINISHED,
+        {"outcome": job, "error": None},
+    ),
+    "downloaded": lambda job, flag: (S.DOWNLOADED, {"paths": "{}"}),
+    "cancelled": lambda job, flag: (S.CANCELLED, {"error": "cancelled"}),
+}
+
+
+async def _backend_step(ledger: Ledger, op: str, key: str, job: str, flag: bool) -> Any:
+    """One write, queued when its task starts (so a batch's writes queue in list order)."""
+    return await _write(ledger, op, key, job, flag)
+
+
+def _write(ledger: Ledger, op: str, key: str, job: str, flag: bool) -> Awaitable[Any]:
+    target, values = _TARGETS["creating" if op == "begin" else op](job, flag)
+    if op == "begin":
+        return ledger.begin_create(key, values["input_index"])
+    if target is S.CREATING:
+        return ledger.mark_creating(key, values["input_index"])
+    if op == "finished":
+        return ledger.mark_finished(key, outcome=job, failed=flag)
+    if op == "downloaded":
+        return ledger.mark_downloaded(key, {})
+    mark = {S.SUBMITTED: lambda: ledger.mark_submitted(key, job),
+            S.UNKNOWN: lambda: ledger.mark_unknown(key, "lost"),
+            S.NOT_SUBMITTED: lambda: ledger.mark_not_submitted(key, "refused"),
+            S.CANCELLED: lambda: ledger.mark_cancelled(key, "cancelled")}  # fmt: skip
+    return mark[target]()
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(batches=st.lists(st.lists(_STEP, min_size=1, max_size=6), min_size=1, max_size=6))
+def test_backends_accept_and_refuse_exactly_what_check_transition_says(
+    target: str, batches: list[list[tuple[str, str, str, bool]]]
+) -> None:
+    """Random marks, sent in concurrent batches (one commit each): every write is accepted or
+    refused as the transition rule says, in the order sent, and the rows end as the rule
+    computes them."""
+    prefix = uuid.uuid4().hex[:8]  # the examples share the test's ledger
+
+    async def run() -> None:
+        model: dict[str, dict[str, Any]] = {}
+        async with await Ledger.open(target) as ledger:
+            for batch in batches:
+                expected = []
+                for op, key, job, flag in batch:
+                    try:
+                        expected.append(_model_step(model, op, prefix + key, job, flag))
+                    except LedgerError:
+                        expected.append(LedgerError)
+                calls = [_backend_step(ledger, op, prefix + k, j, f) for op, k, j, f in batch]
+                got = await asyncio.gather(*calls, return_exceptions=True)
+                assert list(map(_answer, got)) == list(map(_answer, expected)), batch
+            found = await ledger.get_many([prefix + k for k in "abc"])
+            assert {k: _row(e) for k, e in found.items()} == {
+                k: (r["state"], r["job_id"], r["outcome"], r["error"], r["input_index"])
+                for k, r in model.items()
+            }
+
+    asyncio.run(run())
+
+
+def _row(entry: LedgerEntry) -> tuple[Any, ...]:
+    return entry.state, entry.job_id, entry.outcome, entry.error, entry.input_index
+
+
+def _answer(value: Any) -> Any:
+    """A write's answer, comparable: refused, nothing, or the row (timestamps aside)."""
+    if value is LedgerError or isinstance(value, LedgerError):
+        return "refused"
+    if isinstance(value, BaseException):
+        raise value
+    return None if value is None else _row(value)

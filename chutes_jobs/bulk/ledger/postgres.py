@@ -217,10 +217,15 @@ class PostgresLedger(SharedLedger):
             raise LedgerError(f"ledger {self._location}: {exc}") from None
 
     def _queue(self, key: str, target: LedgerState, **values: Any) -> asyncio.Future[Any]:
+        return self._queue_write(key, target, or_entry=False, **values)
+
+    def _queue_write(
+        self, key: str, target: LedgerState, *, or_entry: bool, **values: Any
+    ) -> asyncio.Future[Any]:
         if self._closed:
             raise LedgerError(f"ledger {self._location} is closed")
         future = asyncio.get_running_loop().create_future()
-        return self._writer.submit(PgWrite(key, target, values, future))
+        return self._writer.submit(PgWrite(key, target, values, future, or_entry=or_entry))
 
     # -- reads
 
@@ -278,6 +283,12 @@ class PostgresLedger(SharedLedger):
         process (:class:`LeaseLostError` when another process claimed it since).
         """
         await self._queue(key, _S.CREATING, input_index=index)
+
+    def begin_create(self, key: str, index: int) -> asyncio.Future[LedgerEntry | None]:
+        """:meth:`mark_creating` when ``key`` is new (None), else the entry as it is (one
+        write, in order with the others)."""
+        future = self._queue_write(key, _S.CREATING, or_entry=True, input_index=index)
+        return future
 
     async def mark_submitted(self, key: str, job_id: str) -> None:
         """Record the job id a create answered with (from ``creating`` or ``unknown``)."""

@@ -19,11 +19,11 @@ thread takes everything pending, applies all writes in ONE transaction and commi
 ``synchronous=FULL``: durable on return), then resolves every caller. Under load, many
 concurrent callers share one fsync (group commit).
 
-Each write is one statement whose ``WHERE`` holds the legal transition (:func:`.base.allowed_from`),
-so writes of a kind run together (``executemany``) with no read before them; when a statement
-changes fewer rows than it was given writes, the group is rolled back to its savepoint and its
-writes are applied one by one, a refused one raising :func:`.base.check_transition`'s error for
-its caller alone.
+Each write is guarded by its legal transition (:func:`.base.allowed_from`), so the writes of a
+batch that move to the same state run as one statement (:mod:`.sqlite_writes`) with no read
+before them; when they change fewer rows than they were given, the batch is undone and its
+writes are applied one by one, a refused one raising :func:`.base.check_transition`'s error
+for its caller alone.
 
 Cancellation: a write is queued when its call starts (handed to the thread at the end of that
 loop iteration, whatever happens to the caller meanwhile); cancelling the awaiting coroutine only

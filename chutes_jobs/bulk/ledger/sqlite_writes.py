@@ -5,9 +5,9 @@ its legal transition, built from :func:`.base.allowed_from` and :func:`.base.mus
 read precedes it. The writes of a batch that move to the same state run as ONE statement over
 all their rows (``UPDATE ... FROM (VALUES ...)``): the thread releases and takes back the GIL
 once per statement, not once per row, which is what a busy event loop pays for. When the
-statements change fewer rows than they were given writes, some write was refused: the batch is
-rolled back to its savepoint and its writes are applied one by one, a refused one getting
-:func:`.base.check_transition`'s error (what the row holds and why the write is illegal).
+statements change fewer rows than they were given writes, some write was refused: the batch's
+transaction is rolled back and begun again, and its writes are applied one by one, a refused
+one getting :func:`.base.check_transition`'s error (what the row holds and why it is illegal).
 """
 
 from __future__ import annotations
@@ -107,14 +107,13 @@ def apply_writes(
 ) -> list[Answer]:
     """Apply ``writes`` inside the open transaction: one (result, error) per write, in order
     (the result is the row of a refused ``or_entry`` write, else None)."""
-    conn.execute("SAVEPOINT writes")
-    try:
-        if _apply_together(conn, writes):
-            return [(None, None)] * len(writes)
-        conn.execute("ROLLBACK TO writes")
-        return [_apply_alone(conn, write, select_one, check) for write in writes]
-    finally:
-        conn.execute("RELEASE writes")
+    if _apply_together(conn, writes):
+        return [(None, None)] * len(writes)
+    # Some write was refused: undo the batch and start its transaction over (no savepoint
+    # on the common path: each statement SQLite runs costs the thread the GIL twice).
+    conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    return [_apply_alone(conn, write, select_one, check) for write in writes]
 
 
 def _apply_together(conn: _Connection, writes: list[Write]) -> bool:
