@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections import Counter
@@ -35,7 +36,8 @@ from ._options import (
     read_text,
     session_settings,
 )
-from ._output import emit_line, paths_json
+from ._output import emit_line, paths_json, say
+from .ledger import ledger_target
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult
@@ -191,18 +193,44 @@ async def run_bulk(
     """Run ``submit_many``, printing each result as it comes and counting them."""
     tally = BulkTally()
     with BulkDisplay() as display:
-        async with ChutesSession.from_env(**session_settings(**conn)) as session:
-            check_credentials(session.auth_kind, creates_only=not settings["wait"])
-            async for result in session.submit_many(
-                inputs=printer.inputs.args,
-                progress=display.transfer,
-                on_job=lambda job: display.job_seen(job.job_id, job.state),
-                **settings,
-            ):
-                tally.add(result)
-                display.result_done(result.job_id, ok=result.ok)
-                printer.print(result)
+        shared = isinstance(settings["ledger"], str)  # a postgresql:// URL
+        totals = asyncio.create_task(batch_totals(settings["ledger"], display)) if shared else None
+        try:
+            async with ChutesSession.from_env(**session_settings(**conn)) as session:
+                check_credentials(session.auth_kind, creates_only=not settings["wait"])
+                async for result in session.submit_many(
+                    inputs=printer.inputs.args,
+                    progress=display.transfer,
+                    on_job=lambda job: display.job_seen(job.job_id, job.state),
+                    **settings,
+                ):
+                    tally.add(result)
+                    display.result_done(result.job_id, ok=result.ok)
+                    printer.print(result)
+        finally:
+            if totals is not None:
+                totals.cancel()
+                await asyncio.gather(totals, return_exceptions=True)
     return tally
+
+
+async def batch_totals(url: str, display: BulkDisplay) -> None:
+    """A shared batch's totals (every process's) on the live display, every 2 seconds, and
+    on stderr once the run is over."""
+    from ..bulk.ledger import Ledger  # the ledger loads only when a bulk run starts
+
+    async with await Ledger.open(url) as book:
+        try:
+            while True:
+                if display.is_live:
+                    counts = await book.counts()
+                    display.show_batch({str(s): n for s, n in counts.items() if n})
+                await asyncio.sleep(2.0)
+        except asyncio.CancelledError:
+            counts = await book.counts()
+            text = " · ".join(f"{s} {n}" for s, n in counts.items() if n)
+            say(f"batch totals (every process): {text or 'empty'}")
+            raise
 
 
 @command()
@@ -218,9 +246,11 @@ async def run_bulk(
 @click.option("--out", type=out_dir_type, default=None, help="Download outputs to DIR/<job_id>/.")
 @click.option(
     "--ledger",
-    type=click.Path(dir_okay=False, path_type=Path),
+    callback=ledger_target,
     default=None,
-    help="SQLite ledger: a re-run skips what was done and never creates a job twice.",
+    metavar="FILE|URL",
+    help="A SQLite file (a re-run skips what was done and never creates a job twice), or a "
+    "postgresql:// URL many processes share the batch through.",
 )
 @click.option(
     "--concurrency",
@@ -249,7 +279,7 @@ def bulk(
     method: str,
     inputs_source: str,
     out: Path | None,
-    ledger: Path | None,
+    ledger: str | Path | None,
     concurrency: int,
     wait: bool,
     timeout: float | None,

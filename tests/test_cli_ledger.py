@@ -1,0 +1,167 @@
+"""``chutes-jobs ledger status|ls|cancel`` and ``bulk --ledger postgresql://...``, run as a user
+runs them: each command a fresh ``python -m chutes_jobs`` process, against an emulator served
+from a thread of the test process, on a SQLite file and on a real PostgreSQL ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from chutes_jobs.emulator import Emulator
+
+T = TypeVar("T")
+#: A guard against a hung subprocess, never an assertion about speed.
+HANG_GUARD = 120
+
+
+class EmulatorThread:
+    """An :class:`Emulator` served by an event loop in a background thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.emulator = self.call(Emulator(port=0, schedule_delay=0.01).start())
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(HANG_GUARD)
+
+    def close(self) -> None:
+        self.call(self.emulator.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(HANG_GUARD)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EmulatorThread]:
+    server = EmulatorThread()
+    yield server
+    server.close()
+
+
+def cli(*args: str, emu: EmulatorThread | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTES_")}
+    if emu is not None:
+        env["CHUTES_BASE_URL"] = emu.emulator.base_url
+        env["CHUTES_API_KEY"] = emu.emulator.api_key
+    return subprocess.run([sys.executable, "-m", "chutes_jobs", *args], capture_output=True,
+                          text=True, env=env, timeout=HANG_GUARD)  # fmt: skip
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def write_inputs(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "run.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_status_and_ls_read_the_book_of_a_batch(
+    emu: EmulatorThread, ledger: str, tmp_path: Path
+) -> None:
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"i": i} for i in range(5)])
+    ran = cli("bulk", "demo", "echo", "--inputs", str(inputs), "--ledger", ledger, "--no-wait",
+              emu=emu)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+
+    status = cli("ledger", "status", ledger, "--json")
+    assert status.returncode == 0, status.stderr
+    book = json.loads(status.stdout)
+    assert (book["total"], book["counts"]["submitted"]) == (5, 5)
+    shared = ledger.startswith("postgresql://")
+    assert bool(book["processes"]) is shared  # a SQLite ledger is one process's
+    assert (book["pause"] is not None) is shared
+    text = cli("ledger", "status", ledger).stdout
+    assert "5 inputs" in text and "submitted 5" in text
+
+    listed = lines(cli("ledger", "ls", ledger, "--json"))
+    assert [row["index"] for row in listed] == [0, 1, 2, 3, 4]
+    assert all(row["state"] == "submitted" and row["job_id"] for row in listed)
+    assert cli("ledger", "ls", ledger, "--state", "finished", "--json").stdout == ""
+    first = cli("ledger", "ls", ledger).stdout.splitlines()[0]
+    assert listed[0]["job_id"] in first and "submitted" in first
+
+
+def test_cancel_deletes_unfinished_jobs_and_keeps_finished_ones(
+    emu: EmulatorThread, ledger: str, tmp_path: Path
+) -> None:
+    rows = [{"seconds": 60 + i} for i in range(3)]
+    sleeping = write_inputs(tmp_path / "sleep.jsonl", rows)
+    ran = cli("bulk", "demo", "sleep", "--inputs", str(sleeping), "--ledger", ledger,
+              "--no-wait", emu=emu)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    jobs = [row["job_id"] for row in lines(cli("ledger", "ls", ledger, "--json"))]
+
+    cancelled = cli("ledger", "cancel", ledger, "--json", emu=emu)
+    assert cancelled.returncode == 0, cancelled.stderr
+    report = json.loads(cancelled.stdout)
+    assert (report["deleted"], report["finished"], report["failed"]) == (3, 0, {})
+    assert all(job not in emu.emulator.store.jobs for job in jobs)
+    listed = lines(cli("ledger", "ls", ledger, "--state", "cancelled", "--json"))
+    assert sorted(row["job_id"] for row in listed) == sorted(jobs)
+
+    again = json.loads(cli("ledger", "cancel", ledger, "--json", emu=emu).stdout)
+    assert (again["deleted"], again["not_created"]) == (0, 0)
+
+
+def test_cancel_keeps_a_job_that_finished_meanwhile(emu: EmulatorThread, tmp_path: Path) -> None:
+    ledger = str(tmp_path / "run.db")
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"i": 1}])
+    assert cli("bulk", "demo", "echo", "--inputs", str(inputs), "--ledger", ledger, "--no-wait",
+               emu=emu).returncode == 0  # fmt: skip
+    [row] = lines(cli("ledger", "ls", ledger, "--json"))
+    emu.call(emu.emulator.wait_job(row["job_id"]))
+    report = cli("ledger", "cancel", ledger, emu=emu)
+    assert report.returncode == 0 and "1 had finished (kept)" in report.stdout
+    assert row["job_id"] in emu.emulator.store.jobs
+    [after] = lines(cli("ledger", "ls", ledger, "--json"))
+    assert after["state"] == "finished"
+
+
+def test_a_missing_ledger_file_is_a_usage_error_and_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    result = cli("ledger", "status", str(missing))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not missing.exists()
+    assert cli("ledger", "ls", str(tmp_path)).returncode == 2  # a folder
+
+
+def test_an_unreachable_shared_ledger_fails_in_one_line_without_its_password() -> None:
+    result = cli("ledger", "status", "postgresql://bob:hunter2@127.0.0.1:1/x?connect_timeout=2")
+    assert result.returncode == 3
+    assert "hunter2" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "bob:***@127.0.0.1:1" in errors[0], result.stderr
+
+
+def test_bulk_on_a_shared_ledger_reports_the_batch_totals(
+    emu: EmulatorThread, postgres_url: str, tmp_path: Path
+) -> None:
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"i": i} for i in range(6)])
+    args = ["bulk", "demo", "echo", "--inputs", str(inputs), "--ledger", postgres_url, "--json"]
+    first, second = (cli(*args, emu=emu) for _ in range(2))
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert len(lines(first)) == 7  # six results and the summary
+    assert lines(second) == [{"summary": {"total": 0, "submitted": 0, "finished": 0, "failed": 0,
+                                          "downloaded": 0, "not_submitted": 0, "unknown": 0,
+                                          "errors": 0, "resumed": 0}, "exit_code": 0}]  # fmt: skip
+    assert "batch totals (every process): finished 6" in second.stderr
