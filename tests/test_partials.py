@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -411,8 +412,6 @@ async def test_a_cancel_while_a_thread_opens_the_file_leaks_nothing(
     threads: Callable[[], Any],
     where: str,
 ) -> None:
-    import threading
-
     entered, release = threading.Event(), threading.Event()
     places = {"claim": (partial, "_claim"), "upload open": (upload, "_open_source"),
               "job folder": (tempfile, "mkdtemp")}  # fmt: skip
@@ -430,7 +429,7 @@ async def test_a_cancel_while_a_thread_opens_the_file_leaks_nothing(
         task = asyncio.create_task(handle.download("file_000.bin", tmp_path / "f.bin"))
     elif where == "upload open":
         worker = await worker_for(emu, session, tmp_path, {"a.bin": b"a" * 1000})
-        task = asyncio.create_task(worker.upload_outputs(worker.targets))
+        task = asyncio.create_task(worker.handle.upload_outputs(worker.targets))
     else:  # the worker's output folder of run_and_report
         job = await session.create_job("ext", "run")
         runner = session.job_from_status_url(emu.job_status_url(job.id))
@@ -465,7 +464,7 @@ async def test_seeded_random_cancellations_leak_no_descriptor(
         before = client_descriptors(emu)  # the emulator's own job runner has its sockets too
         async with session_for(emu) as session:  # the one whose transfers are cancelled
             handle = session.job(job.id)
-            uploader = session.job_from_status_url(emu.job_status_url(job_of(worker).id))
+            uploader = session.job_from_status_url(emu.job_status_url(worker.handle.id))
 
             def start(round_: int) -> Any:
                 out = tmp_path / "out" / str(round_ % 3)  # some rounds meet an earlier partial
@@ -486,21 +485,18 @@ async def test_seeded_random_cancellations_leak_no_descriptor(
             await threads()
             assert files_open_under(tmp_path) == []
             assert cancelled > 30  # most rounds were cut short, not finished
-        for _ in range(5):  # closed transports let go of their sockets on the next loop turns
-            await asyncio.sleep(0)
+        for _ in range(500):  # closed transports let go of their sockets on later loop turns
+            if sorted(client_descriptors(emu)) == sorted(before):
+                break
+            await asyncio.sleep(0.01)
         assert sorted(client_descriptors(emu)) == sorted(before)
 
 
-def job_of(worker: WorkerSide) -> JobHandle:
-    return worker.handle
-
-
 class WorkerSide:
+    """A worker's handle and the upload targets its finish answered."""
+
     def __init__(self, handle: JobHandle, targets: Any) -> None:
         self.handle, self.targets = handle, targets
-
-    async def upload_outputs(self, targets: Any) -> Any:
-        return await self.handle.upload_outputs(targets)
 
 
 async def worker_for(
