@@ -261,6 +261,7 @@ async def test_submit_many_is_the_parent_of_its_calls_and_counts_jobs(
     assert "POST" in http1_sends  # the run's calls took the HTTP/1.1 lane
     (run,) = telemetry.spans("chutes_jobs.submit_many")
     run_id = run.context.span_id
+    assert not run.events  # job state changes are events of wait spans only
     creates = telemetry.spans("POST /jobs/{chute_id}/{method}")
     statuses = sorted(c.attributes["http.response.status_code"] for c in creates)  # type: ignore[index]
     assert statuses == [200] * 8 + [429]

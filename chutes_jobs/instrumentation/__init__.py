@@ -48,7 +48,6 @@ __all__ = [
     "Hook",
     "JobStateChanged",
     "LoggingHook",
-    "OpenTelemetryHook",
     "OperationEnded",
     "OperationStarted",
     "RequestAnswered",

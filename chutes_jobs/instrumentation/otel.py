@@ -16,8 +16,9 @@ Spans:
   ``chutes_jobs.job.id``, ``chutes_jobs.file``, ``chutes_jobs.outcome``, ``error.type``; a
   download's also ``chutes_jobs.transfer.bytes`` / ``.size`` / ``.resumed_from``, a
   ``submit_many``'s its counters ``chutes_jobs.bulk.<outcome>``. Operation spans are current
-  while they run, so the attempt spans (and the caller's own spans) nest under them. A job's
-  state changes are events (``chutes_jobs.job.state_changed``) on the current span.
+  while they run, so the attempt spans (and the caller's own spans) nest under them. The job's
+  state changes seen while waiting are events (``chutes_jobs.job.state_changed``) of the
+  ``wait`` span.
 
 Metrics: ``http.client.request.duration`` (histogram, s, the semantic conventions' attributes
 and buckets), ``chutes_jobs.retries`` (counter, by ``chutes_jobs.call_kind`` and
@@ -229,13 +230,15 @@ class OpenTelemetryHook:
     # -- jobs and transfers ----------------------------------------------------------------
 
     def _state_changed(self, event: JobStateChanged) -> None:
-        attributes = {
-            "chutes_jobs.job.id": event.job_id,
-            "chutes_jobs.job.to_state": event.to_state.value,
-        }
+        opened = self._open.get()  # an event of the wait span of that job (not of a bulk run)
+        if opened is None or not isinstance(opened.event, OperationStarted):
+            return
+        if opened.event.name != "wait" or opened.event.job_id != event.job_id:
+            return
+        attributes = {"chutes_jobs.job.to_state": event.to_state.value}
         if event.from_state is not None:
             attributes["chutes_jobs.job.from_state"] = event.from_state.value
-        trace.get_current_span().add_event("chutes_jobs.job.state_changed", attributes)
+        opened.span.add_event("chutes_jobs.job.state_changed", attributes)
 
     def _transfer_ended(self, event: TransferEnded) -> None:
         attributes = {"chutes_jobs.transfer.direction": event.direction}
