@@ -4,62 +4,21 @@ from a thread of the test process, on a SQLite file and on a real PostgreSQL led
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-
-from chutes_jobs.emulator import Emulator
-
-T = TypeVar("T")
-#: A guard against a hung subprocess, never an assertion about speed.
-HANG_GUARD = 120
-
-
-class EmulatorThread:
-    """An :class:`Emulator` served by an event loop in a background thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.emulator = self.call(Emulator(port=0, schedule_delay=0.01).start())
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(HANG_GUARD)
-
-    def close(self) -> None:
-        self.call(self.emulator.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(HANG_GUARD)
-        self.loop.close()
+from cli_support import EmulatorThread, cli
+from cli_support import json_lines as lines
 
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[EmulatorThread]:
-    server = EmulatorThread()
+    server = EmulatorThread(port=0, schedule_delay=0.01)
     yield server
     server.close()
-
-
-def cli(*args: str, emu: EmulatorThread | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTES_")}
-    if emu is not None:
-        env["CHUTES_BASE_URL"] = emu.emulator.base_url
-        env["CHUTES_API_KEY"] = emu.emulator.api_key
-    return subprocess.run([sys.executable, "-m", "chutes_jobs", *args], capture_output=True,
-                          text=True, env=env, timeout=HANG_GUARD)  # fmt: skip
-
-
-def lines(result: subprocess.CompletedProcess[str]) -> list[Any]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
 def write_inputs(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -160,8 +119,25 @@ def test_bulk_on_a_shared_ledger_reports_the_batch_totals(
     args = ["bulk", "demo", "echo", "--inputs", str(inputs), "--ledger", postgres_url, "--json"]
     first, second = (cli(*args, emu=emu) for _ in range(2))
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
-    assert len(lines(first)) == 7  # six results and the summary
-    assert lines(second) == [{"summary": {"total": 0, "submitted": 0, "finished": 0, "failed": 0,
-                                          "downloaded": 0, "not_submitted": 0, "unknown": 0,
-                                          "errors": 0, "resumed": 0}, "exit_code": 0}]  # fmt: skip
-    assert "batch totals (every process): finished 6" in second.stderr
+    *results, summary = lines(first)
+    assert sorted(r["line"] for r in results) == [1, 2, 3, 4, 5, 6]
+    assert {r["outcome"] for r in results} == {"finished"}
+    batch = dict.fromkeys(("todo", "creating", "submitted", "unknown", "finished", "failed",
+                           "downloaded", "not_submitted", "cancelled"), 0)  # fmt: skip
+    assert summary == {
+        "summary": {"inputs": 6, "jobs": 6, "created": 6, "resumed": 0, "errors": 0,
+                    "outcomes": {"submitted": 0, "finished": 6, "failed": 0, "downloaded": 0,
+                                 "not_submitted": 0, "unknown": 0},
+                    "batch": {**batch, "finished": 6}},
+        "exit_code": 0,
+    }  # fmt: skip
+    # the batch was finished by the first process: this one has nothing to do, and says so
+    (again,) = lines(second)
+    assert again["summary"]["inputs"] == again["summary"]["jobs"] == 0
+    assert again["summary"]["batch"] == {**batch, "finished": 6} and again["exit_code"] == 0
+    text = cli(*args[:-1], emu=emu)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [
+        "0 inputs: nothing to do; 0 jobs (0 created, 0 resumed); 0 with errors",
+        "batch totals (every process): finished 6",
+    ]

@@ -102,9 +102,13 @@ async def _chaos(inputs_count: int, postgres_url: str, tmp_path: Path, seed: int
     summaries = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
     # exit 0, or 3 when the process reported an unknown create
     for worker, summary in zip(survivors, summaries, strict=True):
-        assert worker.returncode == (3 if summary["summary"]["unknown"] else 0), summary
-        assert summary["summary"]["not_submitted"] == 0, summary
-    reported_unknown = sum(s["summary"]["unknown"] for s in summaries)
+        outcomes = summary["summary"]["outcomes"]
+        assert worker.returncode == (3 if outcomes["unknown"] else 0), summary
+        assert outcomes["not_submitted"] == 0, summary
+        # the batch's totals at the end, every process's: each input finished or unknown
+        batch = summary["summary"]["batch"]
+        assert batch["finished"] + batch["unknown"] == inputs_count, summary
+    reported_unknown = sum(s["summary"]["outcomes"]["unknown"] for s in summaries)
     print(f"unknown {reported_unknown}, per process {[s['summary'] for s in summaries]}")
 
     # every input is finished or unknown; the unknowns are creates cut by a SIGKILL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -138,6 +139,8 @@ class BulkTally:
         self.failed = 0
         self.resumed = 0
         self.jobs = 0
+        #: A shared batch's totals per ledger state, every process's (None: not shared).
+        self.batch: dict[str, int] | None = None
 
     def add(self, result: BulkResult) -> None:
         """Count one result."""
@@ -164,7 +167,9 @@ class BulkTally:
         """The summary object (``--json``'s last line).
 
         ``jobs``: inputs that have a job, ``created`` of them in this run, ``resumed`` from the
-        ledger; ``outcomes``: how many inputs ended in each :class:`BulkOutcome`.
+        ledger; ``outcomes``: how many inputs ended in each :class:`BulkOutcome`. The counts are
+        this process's; with a shared (``postgresql://``) ledger, ``batch`` has the batch's
+        totals at the end, every process's, per ledger state (every state, zeros included).
         """
         from .. import BulkOutcome
 
@@ -177,6 +182,8 @@ class BulkTally:
             "outcomes": counts,
             "errors": self.errors,
         }
+        if self.batch is not None:
+            summary["batch"] = self.batch
         return {"summary": summary, "exit_code": self.exit_code}
 
     def text(self) -> str:
@@ -184,17 +191,25 @@ class BulkTally:
         counts = ", ".join(f"{n} {name}" for name, n in sorted(self.outcomes.items()) if n)
         total = sum(self.outcomes.values())
         jobs = f"{self.jobs} jobs ({self.jobs - self.resumed} created, {self.resumed} resumed)"
-        return f"{total} inputs: {counts or 'nothing to do'}; {jobs}; {self.errors} with errors"
+        line = f"{total} inputs: {counts or 'nothing to do'}; {jobs}; {self.errors} with errors"
+        if self.batch is None:
+            return line
+        batch = " · ".join(f"{state} {n}" for state, n in self.batch.items() if n)
+        return f"{line}\nbatch totals (every process): {batch or 'empty'}"
 
 
 async def run_bulk(
     conn: dict[str, Any], settings: dict[str, Any], printer: ResultPrinter
 ) -> BulkTally:
-    """Run ``submit_many``, printing each result as it comes and counting them."""
+    """Run ``submit_many``, printing each result as it comes and counting them (with a shared
+    ledger, the batch's totals too)."""
     tally = BulkTally()
     with BulkDisplay() as display:
         shared = isinstance(settings["ledger"], str)  # a postgresql:// URL
-        totals = asyncio.create_task(batch_totals(settings["ledger"], display)) if shared else None
+        over = asyncio.Event()
+        totals = (
+            asyncio.create_task(batch_totals(settings["ledger"], display, over)) if shared else None
+        )
         try:
             async with ChutesSession.from_env(**session_settings(**conn)) as session:
                 check_credentials(session.auth_kind, creates_only=not settings["wait"])
@@ -207,30 +222,34 @@ async def run_bulk(
                     tally.add(result)
                     display.result_done(result.job_id, ok=result.ok)
                     printer.print(result)
-        finally:
+        except BaseException:
             if totals is not None:
                 totals.cancel()
                 await asyncio.gather(totals, return_exceptions=True)
+            raise
+        if totals is not None:
+            over.set()
+            (batch,) = await asyncio.gather(totals, return_exceptions=True)
+            if isinstance(batch, BaseException):
+                say(f"warning: the batch's totals could not be read: {one_line(str(batch))}")
+            else:
+                tally.batch = batch
     return tally
 
 
-async def batch_totals(url: str, display: BulkDisplay) -> None:
-    """A shared batch's totals (every process's) on the live display, every 2 seconds, and
-    on stderr once the run is over."""
+async def batch_totals(url: str, display: BulkDisplay, over: asyncio.Event) -> dict[str, int]:
+    """A shared batch's totals (every process's) on the live display every 2 seconds until
+    ``over`` is set; then the totals at that moment, per ledger state (zeros included)."""
     from ..bulk.ledger import Ledger  # the ledger loads only when a bulk run starts
 
     async with await Ledger.open(url) as book:
-        try:
-            while True:
-                if display.is_live:
-                    counts = await book.counts()
-                    display.show_batch({str(s): n for s, n in counts.items() if n})
-                await asyncio.sleep(2.0)
-        except asyncio.CancelledError:
-            counts = await book.counts()
-            text = " · ".join(f"{s} {n}" for s, n in counts.items() if n)
-            say(f"batch totals (every process): {text or 'empty'}")
-            raise
+        while not over.is_set():
+            if display.is_live:
+                counts = await book.counts()
+                display.show_batch({str(s): n for s, n in counts.items() if n})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(over.wait(), 2.0)
+        return {str(state): n for state, n in (await book.counts()).items()}
 
 
 @command()

@@ -9,23 +9,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
 
-from ..bulk.cancel import CancelReport, cancel_batch
-from ..bulk.ledger import Ledger, LedgerEntry, LedgerState, LedgerSummary, is_shared_url
+from ..bulk.ledger_states import LedgerState
 from ._app import EPILOG, cli
 from ._exit import EXIT_API_ERROR, EXIT_OK, one_line, run_async
 from ._options import connection_options, json_option, with_session
 from ._output import emit, emit_line
+
+if TYPE_CHECKING:
+    from ..bulk.cancel import CancelReport
+    from ..bulk.ledger import LedgerEntry, LedgerSummary
+
+# The ledger (and its backends) loads only when a command reads one: `chutes-jobs --help` and
+# the one-job commands start without it.
 
 __all__ = ["ledger_target"]
 
 
 def ledger_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """A click callback: a ``postgresql://`` URL as given, else a file path (not a folder)."""
+    from ..bulk.ledger import is_shared_url
+
     if value is None or is_shared_url(value):
         return value
     if Path(value).is_dir():
@@ -104,6 +112,8 @@ def summary_text(summary: LedgerSummary) -> str:
 def status(target: str | Path, as_json: bool) -> None:
     """Counts per state, per process, the oldest lease and the rate pause of LEDGER."""
 
+    from ..bulk.ledger import Ledger
+
     async def go() -> LedgerSummary:
         async with await Ledger.open(_existing(target)) as opened:
             return await opened.summary()
@@ -152,6 +162,8 @@ def ls(target: str | Path, state: str | None, as_json: bool) -> None:
     --json: one JSON object per input (JSON Lines).
     """
 
+    from ..bulk.ledger import Ledger
+
     async def go() -> list[LedgerEntry]:
         async with await Ledger.open(_existing(target)) as opened:
             return await opened.entries(None if state is None else LedgerState(state))
@@ -199,6 +211,9 @@ def cancel(target: str | Path, as_json: bool, **conn: Any) -> None:
     created yet are recorded cancelled, so no process of a shared batch creates them. Exit 3
     if a job could not be deleted.
     """
+
+    from ..bulk.cancel import cancel_batch
+    from ..bulk.ledger import Ledger
 
     @with_session()
     async def go(session: Any) -> CancelReport:

@@ -26,7 +26,6 @@ different data is refused.
 from __future__ import annotations
 
 import abc
-import enum
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -35,6 +34,7 @@ from typing import Any
 import attrs
 
 from ...errors import LedgerError
+from ..ledger_states import LedgerState
 
 __all__ = [
     "Claimed",
@@ -54,20 +54,6 @@ __all__ = [
     "is_shared_url",
     "must_match",
 ]
-
-
-class LedgerState(enum.StrEnum):
-    """What the ledger knows about one input key."""
-
-    TODO = "todo"  #: loaded into a shared ledger, not created yet
-    CREATING = "creating"  #: written before the create request is sent
-    SUBMITTED = "submitted"  #: the job id is known
-    UNKNOWN = "unknown"  #: the create may have reached the server, but no answer came
-    FINISHED = "finished"  #: the job finished; its outcome is recorded
-    FAILED = "failed"  #: the job finished as a failure
-    DOWNLOADED = "downloaded"  #: the outputs are on disk; their paths are recorded
-    NOT_SUBMITTED = "not_submitted"  #: the create was refused before acting; may be retried
-    CANCELLED = "cancelled"  #: ``chutes-jobs ledger cancel``: deleted, or never to be created
 
 
 def _freeze_paths(paths: Mapping[str, str] | None) -> Mapping[str, str] | None:
