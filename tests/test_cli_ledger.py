@@ -4,13 +4,18 @@ from a thread of the test process, on a SQLite file and on a real PostgreSQL led
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import EmulatorThread, cli
+from cli_support import HANG_GUARD, EmulatorThread, base_env, cli
 from cli_support import json_lines as lines
 
 
@@ -94,6 +99,38 @@ def test_cancel_keeps_a_job_that_finished_meanwhile(emu: EmulatorThread, tmp_pat
     assert row["job_id"] in emu.emulator.store.jobs
     [after] = lines(cli("ledger", "ls", ledger, "--json"))
     assert after["state"] == "finished"
+
+
+def test_on_a_terminal_bulk_draws_the_batch_totals_under_its_own(
+    emu: EmulatorThread, postgres_url: str, tmp_path: Path
+) -> None:
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"i": i} for i in range(4)])
+    leader, follower = os.openpty()  # stderr is a terminal: the live display is drawn
+    env = base_env(CHUTES_BASE_URL=emu.emulator.base_url, CHUTES_API_KEY=emu.emulator.api_key,
+                   TERM="xterm", COLUMNS="160")  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-m", "chutes_jobs", "bulk", "demo", "echo", "--inputs", str(inputs),
+         "--ledger", postgres_url], stdout=subprocess.PIPE, stderr=follower, env=env, text=True,
+    ) as bulk:  # fmt: skip
+        os.close(follower)
+        drawn = bytearray()
+        reader = threading.Thread(target=_read_all, args=(leader, drawn))
+        reader.start()
+        out, _ = bulk.communicate(timeout=HANG_GUARD)
+        reader.join(HANG_GUARD)
+    os.close(leader)
+    assert bulk.returncode == 0, drawn.decode(errors="replace")
+    assert len(out.splitlines()) == 6  # four results, the summary and the batch's totals
+    screen = drawn.decode(errors="replace")
+    assert "submitted 4 · running 0 · done 4 · failed 0" in screen
+    assert "batch (every process): finished 4" in screen
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    """Read a terminal until its other side is closed (EIO on Linux)."""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 65536):
+            into.extend(chunk)
 
 
 def test_a_missing_ledger_file_is_a_usage_error_and_is_not_created(tmp_path: Path) -> None:

@@ -249,7 +249,11 @@ async def batch_totals(url: str, display: BulkDisplay, over: asyncio.Event) -> d
                 display.show_batch({str(s): n for s, n in counts.items() if n})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(over.wait(), 2.0)
-        return {str(state): n for state, n in (await book.counts()).items()}
+        final = {str(state): n for state, n in (await book.counts()).items()}
+        if display.is_live:  # the last frame drawn shows the batch as this process ends
+            display.show_batch({state: n for state, n in final.items() if n})
+            display.refresh()
+        return final
 
 
 @command()
