@@ -83,6 +83,9 @@ async def test_lease_comes_from_the_url(postgres_url: str) -> None:
         await ledger.close()
     with pytest.raises(LedgerError, match="lease='soon' is not a number"):
         await Ledger.open(f"{postgres_url}?lease=soon")
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(LedgerError, match="the lease must be a positive number of seconds"):
+            await Ledger.open(f"{postgres_url}?lease={bad}")
 
 
 async def test_a_ledger_holds_one_batch(postgres_url: str) -> None:

@@ -318,8 +318,10 @@ def bulk(
     Prints a line per result and a summary (--json: a JSON object per result, then
     {"summary": ...}). Results and errors name inputs by their line in --inputs, counted
     from 1 (blank lines are skipped but counted). On a terminal, live counters show on
-    stderr. Exit 1 if a job failed, 3 if an input was not submitted, its create's outcome is
-    unknown, or a wait/download failed.
+    stderr. With a postgresql:// --ledger, start the same command on many machines: they
+    share the batch, and the summary adds the batch's totals (every process's). Exit 1 if a
+    job failed, 3 if an input was not submitted, its create's outcome is unknown, or a
+    wait/download failed.
     """
     if out is not None and not wait:
         raise click.UsageError("--out downloads outputs, which needs --wait")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import socket
@@ -126,8 +127,10 @@ class PostgresLedger(SharedLedger):
         cannot be reached or holds a newer schema."""
         conninfo, from_url = split_url(url)
         lease = lease if lease is not None else from_url if from_url is not None else DEFAULT_LEASE
-        if not lease > 0:
-            raise LedgerError(f"ledger {masked(url)}: the lease must be positive, got {lease}")
+        if not 0 < lease < math.inf:
+            raise LedgerError(
+                f"ledger {masked(url)}: the lease must be a positive number of seconds, got {lease}"
+            )
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=4, open=False, configure=_configure,
             kwargs={"autocommit": True}, name="chutes-jobs-ledger",
