@@ -262,6 +262,46 @@ async def test_other_schema_version_is_refused_with_the_path(db_path: Path) -> N
         await Ledger.open(db_path)
 
 
+#: A ledger file as version 1 wrote it: no states todo and cancelled, an index on state.
+V1_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE ledger (
+    key TEXT PRIMARY KEY,
+    input_index INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('creating', 'submitted', 'unknown', 'finished',
+                                         'failed', 'downloaded', 'not_submitted')),
+    job_id TEXT NULL, outcome TEXT NULL, error TEXT NULL, paths TEXT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX ledger_state ON ledger (state);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO ledger VALUES ('a', 0, 'submitted', 'job-a', NULL, NULL, NULL, 1.5);
+INSERT INTO ledger VALUES ('b', 1, 'creating', NULL, NULL, NULL, NULL, 2.5);
+"""
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_rows(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(V1_SCHEMA)
+    conn.close()
+    async with await Ledger.open(db_path) as ledger:
+        found = await ledger.get_many(["a", "b"])
+        assert (found["a"].state, found["a"].job_id, found["a"].updated_at) == (
+            S.SUBMITTED, "job-a", 1.5)  # fmt: skip
+        assert found["b"].state is S.CREATING
+        await ledger.mark_cancelled("a", "deleted by cancel")  # a state version 2 added
+        assert (await ledger.counts())[S.CANCELLED] == 1
+    with sqlite3.connect(db_path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'"
+        ).fetchall()
+    conn.close()
+    assert version == (str(SCHEMA_VERSION),)
+    # no index on state is kept (each create would update it twice): only the key's own
+    assert [name for (name,) in indexes if not name.startswith("sqlite_autoindex")] == []
+
+
 async def test_foreign_files_are_refused(tmp_path: Path) -> None:
     other_db = tmp_path / "app.db"
     with sqlite3.connect(other_db) as conn:

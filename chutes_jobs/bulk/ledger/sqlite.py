@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 from ...errors import LedgerError
 from .base import Ledger, LedgerEntry, LedgerState, LedgerSummary, check_transition
 from .sqlite_thread import DbThread, Request, close_if_opened
-from .sqlite_writes import Answer, Write, apply_writes, write_for
+from .sqlite_writes import Answer, apply_writes, write_for
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "LedgerError", "LedgerState", "SqliteLedger"]
 
@@ -79,7 +79,10 @@ def _ledger_table(name: str) -> str:
 )"""
 
 
-_INDEX = "CREATE INDEX ledger_state ON ledger (state)"
+#: An index on ``state`` is not kept: each create would update it twice, for the sake of
+#: ``entries(state)`` and ``counts()``, which the job book runs now and then (a scan).
+#: Files made before it was dropped lose it when opened.
+_OLD_INDEX = "DROP INDEX IF EXISTS ledger_state"
 
 
 def _connect(path: str) -> _Connection:
@@ -118,12 +121,12 @@ def _ensure_schema(conn: _Connection, path: str) -> None:
         if not tables:
             conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             conn.execute(_ledger_table("ledger"))
-            conn.execute(_INDEX)
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif "meta" not in tables or "ledger" not in tables:
             raise LedgerError(f"{path} is not a chutes-jobs ledger (it holds other tables)")
         else:
             _migrate(conn, path)
+            conn.execute(_OLD_INDEX)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -140,7 +143,6 @@ def _migrate(conn: _Connection, path: str) -> None:
         conn.execute(f"INSERT INTO ledger_v2 ({_COLUMNS}) SELECT {_COLUMNS} FROM ledger")
         conn.execute("DROP TABLE ledger")
         conn.execute("ALTER TABLE ledger_v2 RENAME TO ledger")
-        conn.execute(_INDEX)
         conn.execute("UPDATE meta SET value = '2' WHERE name = 'schema_version'")
     elif found != str(SCHEMA_VERSION):
         raise LedgerError(
@@ -316,7 +318,7 @@ class SqliteLedger(Ledger):
 
         Refused unless ``key`` is new or ``not_submitted``: the double-create guard.
         """
-        await self._write(write_for(key, _S.CREATING, input_index=index))
+        await self._queue(write_for(key, _S.CREATING, input_index=index), write=True)
 
     def begin_create(self, key: str, index: int) -> asyncio.Future[LedgerEntry | None]:
         """:meth:`mark_creating` if ``key`` is new or ``not_submitted`` (None), else the entry
@@ -326,38 +328,35 @@ class SqliteLedger(Ledger):
 
     async def mark_submitted(self, key: str, job_id: str) -> None:
         """Record the job id a create answered with (from ``creating`` or ``unknown``)."""
-        await self._write(write_for(key, _S.SUBMITTED, job_id=job_id, error=None))
+        await self._queue(write_for(key, _S.SUBMITTED, job_id=job_id, error=None), write=True)
 
     async def mark_unknown(self, key: str, error: str) -> None:
         """Record that the create may have reached the server but its answer was lost."""
-        await self._write(write_for(key, _S.UNKNOWN, error=error))
+        await self._queue(write_for(key, _S.UNKNOWN, error=error), write=True)
 
     async def mark_not_submitted(self, key: str, error: str) -> None:
         """Record that the create was refused before acting (the key may be retried)."""
-        await self._write(write_for(key, _S.NOT_SUBMITTED, error=error))
+        await self._queue(write_for(key, _S.NOT_SUBMITTED, error=error), write=True)
 
     async def mark_finished(
         self, key: str, *, outcome: str, failed: bool, error: str | None = None
     ) -> None:
         """Record a submitted job's final ``outcome`` (e.g. its status) and, if any, ``error``."""
         target = _S.FAILED if failed else _S.FINISHED
-        await self._write(write_for(key, target, outcome=outcome, error=error))
+        await self._queue(write_for(key, target, outcome=outcome, error=error), write=True)
 
     async def mark_downloaded(self, key: str, paths: Mapping[str, str]) -> None:
         """Record where a finished job's outputs were written: ``{filename: path}``."""
         encoded = json.dumps({str(name): str(path) for name, path in paths.items()})
-        await self._write(write_for(key, _S.DOWNLOADED, paths=encoded))
+        await self._queue(write_for(key, _S.DOWNLOADED, paths=encoded), write=True)
 
     async def mark_cancelled(self, key: str, note: str) -> None:
         """Record that the key's job was deleted (or, not created yet, never will be)."""
-        await self._write(write_for(key, _S.CANCELLED, error=note))
+        await self._queue(write_for(key, _S.CANCELLED, error=note), write=True)
 
     # -- plumbing
 
-    async def _write(self, write: Write) -> None:
-        await self._call(write, write=True)
-
-    async def _call(self, work: Callable[[_Connection], _T] | Write, *, write: bool) -> _T:
+    async def _call(self, work: Callable[[_Connection], _T], *, write: bool) -> _T:
         result: _T = await self._queue(work, write=write)
         return result
 

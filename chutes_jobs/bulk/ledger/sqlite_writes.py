@@ -16,6 +16,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import attrs
@@ -33,10 +34,11 @@ _ROWS_PER_STATEMENT = 500
 _MULTI_ROW = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
-@attrs.frozen
+@attrs.define(eq=False)
 class Write:
     """One write: ``key`` becomes ``target`` with ``values``; ``row`` holds its parameters
-    (key, updated_at, the columns set, the columns that must match).
+    (key, updated_at, the columns set, the columns that must match). Not changed once made
+    (a plain attrs class: made twice per create, where a frozen one costs more).
 
     With ``or_entry``, a refused write is no error: its caller gets the row as it is.
     """
@@ -48,13 +50,21 @@ class Write:
     or_entry: bool = False
 
 
+#: Per target state (but ``creating``), the values a write's row holds after its updated_at:
+#: the columns it sets, then those that must match.
+_ROW_VALUES: dict[LedgerState, tuple[str, ...]] = {
+    target: columns_set(target) + must_match(target)
+    for target in LedgerState
+    if target not in (_S.CREATING, _S.TODO)
+}
+
+
 def write_for(key: str, target: LedgerState, *, or_entry: bool = False, **values: Any) -> Write:
     """The write moving ``key`` to ``target`` with ``values``."""
     if target is _S.CREATING:
         row: tuple[Any, ...] = (key, values["input_index"], time.time())
     else:
-        sets = tuple(values[name] for name in columns_set(target))
-        row = (key, time.time(), *sets, *(values[name] for name in must_match(target)))
+        row = (key, time.time(), *[values[name] for name in _ROW_VALUES[target]])
     return Write(key, target, values, row, or_entry)
 
 
@@ -129,7 +139,8 @@ def _apply_together(conn: _Connection, writes: list[Write]) -> bool:
         for target, group in by_target.items():
             for start in range(0, len(group), _ROWS_PER_STATEMENT):
                 chunk = group[start : start + _ROWS_PER_STATEMENT]
-                conn.execute(_statement(target, len(chunk)), [p for w in chunk for p in w.row])
+                params = list(chain.from_iterable([w.row for w in chunk]))
+                conn.execute(_statement(target, len(chunk)), params)
     except sqlite3.Error:
         return False
     return conn.total_changes - before == len(writes)
