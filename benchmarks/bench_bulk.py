@@ -9,12 +9,12 @@ Default run, side by side in one run:
    ``ChutesSession``: the session's request path without the bulk layer); a raw aiohttp loop
    (64 workers sharing one ``ClientSession``); a new ``ClientSession`` per request;
    ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed);
-2. the ledgers: ``submit_many`` with no ledger, the SQLite ledger, the PostgreSQL ledger with 1
-   and with 2 processes sharing the batch, each client in its own process, against the trivial
-   server and against the emulator (a chute whose jobs nobody runs: creates only), with the
-   server's share of the CPU used (and PostgreSQL's, for a throwaway cluster). PostgreSQL:
-   ``--postgres URL`` (a role that may create databases), else a throwaway cluster when
-   ``initdb``/``pg_ctl`` are found, else those rows are skipped.
+2. the ledgers (``_bulk_ledgers.py``): ``submit_many`` with no ledger, the SQLite ledger, the
+   PostgreSQL ledger with 1 and with 2 processes sharing the batch, each client in its own
+   process, against the trivial server and against the emulator (a chute whose jobs nobody
+   runs: creates only), with the server's share of the CPU used (and PostgreSQL's, for a
+   throwaway cluster). PostgreSQL: ``--postgres URL`` (a role that may create databases),
+   else a throwaway cluster when ``initdb``/``pg_ctl`` are found, else those rows are skipped.
 
 Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
 default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with
@@ -41,7 +41,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -394,84 +393,6 @@ def bench_e2e(n: int) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- the ledgers
-
-
-def _ledger_client(base_url: str, api_key: str, chute: str, n: int, ledger: str) -> None:
-    """One client process of the ledger table: ready, wait for ``go``, run, report."""
-    print("ready", flush=True)
-    sys.stdin.readline()
-    cpu, wall = own_cpu(), time.perf_counter()
-    count = asyncio.run(
-        _submit_many(base_url, n, None if ledger == "-" else ledger, api_key, chute)
-    )
-    report = {"cpu": own_cpu() - cpu, "wall": time.perf_counter() - wall, "count": count,
-              "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
-    print(json.dumps(report), flush=True)
-
-
-def run_clients(info: dict[str, Any], n: int, ledger: str | None, processes: int) -> dict[str, Any]:
-    """``processes`` client processes on one batch of ``n`` inputs, started together: their
-    wall time (from go to the last one done), CPU, results and peak RSS."""
-    command = [sys.executable, __file__, "client", info["base_url"], info.get("api_key", API_KEY),
-               info.get("chute", CHUTE), str(n), ledger or "-"]  # fmt: skip
-    procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for _ in range(processes)]  # fmt: skip
-    for proc in procs:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    start = time.perf_counter()
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    reports = [json.loads(proc.communicate()[0]) for proc in procs]
-    wall = time.perf_counter() - start
-    assert sum(r["count"] for r in reports) == n, reports
-    return {"wall": wall, "cpu": sum(r["cpu"] for r in reports),
-            "rss": max(r["rss"] for r in reports)}  # fmt: skip
-
-
-LEDGER_ROWS = ("no ledger", "SQLite ledger", "PostgreSQL ledger, 1 process",
-               "PostgreSQL ledger, 2 processes")  # fmt: skip
-
-
-def bench_ledgers(kind: str, n: int, rounds: int, postgres: str | None) -> None:
-    """The ledger table against one server (``trivial`` or ``emulator-creates``)."""
-    import _pg
-
-    rows = LEDGER_ROWS if postgres else LEDGER_ROWS[:2]
-    best: dict[str, dict[str, float]] = {}
-    with server(kind) as (info, pid), tempfile.TemporaryDirectory() as tmp:
-        for round_ in range(rounds):  # interleaved: the machine's noise hits every row alike
-            for name in rows:
-                ledger = {"no ledger": None, "SQLite ledger": str(Path(tmp, f"{round_}.db"))}.get(
-                    name, _pg.fresh_database(postgres) if postgres else None)  # fmt: skip
-                cpu0, pg0 = cpu_of(pid), _pg.server_cpu(postgres) if postgres else 0.0
-                got = run_clients(info, n, ledger, 2 if name.endswith("2 processes") else 1)
-                got["server"] = cpu_of(pid) - cpu0
-                got["pg"] = (_pg.server_cpu(postgres) - pg0) if postgres else 0.0
-                got["rate"] = n / got["wall"]
-                if got["rate"] > best.get(name, {"rate": 0.0})["rate"]:
-                    best[name] = got
-    none, sqlite = best["no ledger"]["rate"], best["SQLite ledger"]["rate"]
-    label = "the trivial server" if kind == "trivial" else "the emulator (creates only)"
-    print(f"\nledgers: {n} creates at concurrency {CONCURRENCY} against {label}, "
-          f"best of {rounds} rounds; CPU shares are of all the CPU the row used")  # fmt: skip
-    print(f"{'row':32} {'creates/s':>9} {'client us/create':>17} {'server share':>12} "
-          f"{'postgres share':>14} {'peak RSS MiB':>12} {'x no ledger':>11}")  # fmt: skip
-    for name in rows:
-        r = best[name]
-        total = r["cpu"] + r["server"] + r["pg"]
-        print(f"{name:32} {r['rate']:9.0f} {r['cpu'] / n * 1e6:17.0f} "
-              f"{r['server'] / total:12.0%} {r['pg'] / total:14.0%} {r['rss']:12.0f} "
-              f"{r['rate'] / none:11.2f}")  # fmt: skip
-    line = f"SQLite / no ledger = {sqlite / none:.2f} (target >= 0.8)"
-    if postgres:
-        pg1 = best["PostgreSQL ledger, 1 process"]["rate"]
-        line += f"; PostgreSQL 1 process / SQLite = {pg1 / sqlite:.2f} (target >= 0.5)"
-    print(line)
-
-
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
         kind = sys.argv[2]
@@ -479,7 +400,9 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "client":
         return _client_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) == 7 and sys.argv[1] == "client":
-        return _ledger_client(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6])
+        from _bulk_ledgers import ledger_client
+
+        return ledger_client(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="creates per client run")
     parser.add_argument("--rounds", type=int, default=3)
@@ -498,6 +421,7 @@ def main() -> None:
         bench_hooks(args.n, args.rounds, args.baseline)
     if args.only != "clients":
         import _pg
+        from _bulk_ledgers import bench_ledgers
 
         with _pg.postgres_server(args.postgres) as postgres:
             bench_ledgers("trivial", args.n, args.rounds, postgres)
