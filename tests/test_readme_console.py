@@ -128,7 +128,10 @@ def test_readme_many_machines_session_runs_as_written(postgres_url: str, tmp_pat
     assert len([p for p in (work / "shared-out").iterdir() if p.is_dir()]) == 40
     status = result.stdout.splitlines()
     assert status[0].endswith(": 40 inputs") and "downloaded 40" in status[1]
-    assert [line.split()[0] for line in status[2:]] == ["process", "process", "rate"]
+    # a line per process that wrote rows (on a busy machine one may find the batch done),
+    # then the rate pause
+    words = [line.split()[0] for line in status[2:]]
+    assert words in (["process", "rate"], ["process", "process", "rate"]), status
     # and `ledger ls --state unknown` listed nothing (no line after the status)
 
 
