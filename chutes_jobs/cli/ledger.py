@@ -159,7 +159,8 @@ def entry_text(entry: LedgerEntry) -> str:
 def ls(target: str | Path, state: str | None, as_json: bool) -> None:
     """Every input of LEDGER (or those in --state): index, key, state, job id, error.
 
-    --json: one JSON object per input (JSON Lines).
+    The index is the input's position in the batch, from 0 (bulk's results name the line of
+    --inputs instead, from 1). --json: one JSON object per input (JSON Lines).
     """
 
     from ..bulk.ledger import Ledger
