@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 import textwrap
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -174,6 +175,60 @@ async def test_a_refused_write_fails_only_its_own_caller(ledger: Ledger) -> None
     assert [type(r) for r in results if r is not None] == [LedgerError]
     assert len(await ledger.entries(S.CREATING)) == 50
     assert (await entry_of(ledger, "taken")).state is S.SUBMITTED
+
+
+async def test_a_write_refused_after_its_batch_binds_without_a_deprecation_warning(
+    ledger: Ledger,
+) -> None:
+    # A refused write sends its batch one write at a time; those statements once bound
+    # numbered placeholders from a tuple, which Python 3.12 warns of (3.14 refuses). Turned
+    # into an error in the ledger's thread, that warning hung every caller.
+    await submitted(ledger, "taken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                ledger.mark_creating("taken", 1),
+                ledger.mark_unknown("fresh", "no such key"),
+                ledger.mark_creating("new", 2),
+                return_exceptions=True,
+            ),
+            timeout=60,  # a hang guard, not a timing claim
+        )
+    assert [type(r).__name__ for r in results] == ["LedgerError", "LedgerError", "NoneType"]
+    assert "bill twice" in str(results[0])
+    assert (await entry_of(ledger, "new")).state is S.CREATING
+
+
+async def test_an_unexpected_error_in_the_ledger_thread_fails_its_callers_and_service_goes_on(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chutes_jobs.bulk.ledger import sqlite as sqlite_backend
+
+    real_apply = sqlite_backend._apply
+    failures = iter([RuntimeError("injected")])
+
+    def apply_once_broken(conn: sqlite3.Connection, writes: list[object]) -> list[object]:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_apply(conn, writes)  # type: ignore[arg-type, return-value]
+
+    monkeypatch.setattr(sqlite_backend, "_apply", apply_once_broken)
+    async with await Ledger.open(db_path) as ledger:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                ledger.mark_creating("a", 0), ledger.mark_creating("b", 1), return_exceptions=True
+            ),
+            timeout=60,  # a hang guard, not a timing claim
+        )
+        assert [type(r) for r in results] == [LedgerError, LedgerError]
+        assert "RuntimeError: injected" in str(results[0])
+        assert isinstance(results[0].__cause__, RuntimeError)
+        assert await ledger.get("a") is None  # rolled back, not half-written
+
+        await ledger.mark_creating("a", 0)
+        assert (await entry_of(ledger, "a")).state is S.CREATING
 
 
 # ----------------------------------------------------------------------------- queries

@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ...errors import LedgerError
+
 __all__ = ["DbThread", "Request", "close_if_opened"]
 
 _T = TypeVar("_T")
@@ -96,9 +98,29 @@ class DbThread:
     def _serve(self, conn: _Connection) -> None:
         while True:
             batch, stop = self._next_batch()
-            self._run_batch(conn, batch)
+            try:
+                self._run_batch(conn, batch)
+            except Exception as exc:
+                # Not an SQLite error (those are answered per caller): a bug, or a warning
+                # turned into an error. Fail this batch's callers and go on serving, so no
+                # caller waits forever on a thread that died.
+                self._fail_batch(conn, batch, exc)
             if stop:
                 return
+
+    def _fail_batch(self, conn: _Connection, batch: list[Request[Any]], exc: Exception) -> None:
+        """Answer every caller of ``batch`` with a LedgerError (whether its write was
+        committed is unknown) and leave the connection outside any transaction."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        error = f"ledger {self.path}: a request failed unexpectedly ({type(exc).__name__}: {exc})"
+        outcomes: list[_Outcome] = []
+        for request in batch:
+            failure = LedgerError(error)
+            failure.__cause__ = exc
+            outcomes.append((request, None, failure))
+        self._deliver(outcomes)
 
     def _next_batch(self) -> tuple[list[Request[Any]], bool]:
         """Block for requests, then take what else is pending, up to ``max_batch``; and

@@ -87,11 +87,12 @@ def _statement(target: LedgerState, rows: int) -> str:
             "state = excluded.state, updated_at = excluded.updated_at, job_id = NULL, "
             f"outcome = NULL, error = NULL, paths = NULL WHERE ledger.state IN ({_listed(target)})"
         )
-    # One row: plain UPDATE, its parameters numbered in the row's order (any SQLite);
-    # more: UPDATE ... FROM a VALUES table whose columns are column1, column2, ...
+    # One row: plain UPDATE with qmark parameters in the order of _alone_row (any SQLite;
+    # numbered ones bound from a sequence warn on 3.12 and fail on 3.14); more: UPDATE ...
+    # FROM a VALUES table whose columns are column1, column2, ... in the row's order.
     sets, matched = columns_set(target), must_match(target)
     width = 2 + len(sets) + len(matched)
-    column = "?{}".format if rows == 1 else "v.column{}".format
+    column: Callable[[int], str] = (lambda _: "?") if rows == 1 else "v.column{}".format
     assignments = "".join(f", {name} = {column(3 + i)}" for i, name in enumerate(sets))
     guard = f"ledger.state IN ({_listed(target)})"
     if target in allowed_from(target) and matched:
@@ -100,9 +101,19 @@ def _statement(target: LedgerState, rows: int) -> str:
         guard = f"{guard} OR (ledger.state = '{target.value}' AND {same})"
     update = f"UPDATE ledger SET state = '{target.value}', updated_at = {column(2)}{assignments}"
     if rows == 1:
-        return f"{update} WHERE ledger.key = ?1 AND ({guard})"
+        return f"{update} WHERE ledger.key = ? AND ({guard})"
     values = ", ".join(["(" + ", ".join("?" * width) + ")"] * rows)
     return f"{update} FROM (VALUES {values}) AS v WHERE ledger.key = v.column1 AND ({guard})"
+
+
+def _alone_row(write: Write) -> tuple[Any, ...]:
+    """``write.row`` in the order of its one-row statement's placeholders: updated_at and
+    the columns set, the key, then the columns that must match."""
+    if write.target is _S.CREATING:
+        return write.row
+    matched_from = 2 + len(columns_set(write.target))
+    row = write.row
+    return (*row[1:matched_from], row[0], *row[matched_from:])
 
 
 Check = Callable[[LedgerEntry | None, str, LedgerState, dict[str, Any]], None]
@@ -156,7 +167,7 @@ def _apply_alone(
     error of a refused or failed one)."""
     before = conn.total_changes
     try:
-        conn.execute(_statement(write.target, 1), write.row)
+        conn.execute(_statement(write.target, 1), _alone_row(write))
     except sqlite3.Error as exc:
         error = f"ledger key {write.key!r}: cannot mark {write.target.value}: {exc}"
         return None, LedgerError(error)
