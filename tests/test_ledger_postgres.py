@@ -161,6 +161,33 @@ async def test_only_the_claimer_may_mark_creating(pair: tuple[SharedLedger, Shar
     assert claim.entry.state is S.TODO
 
 
+async def test_an_unexpected_error_in_the_writer_fails_its_callers_and_writing_goes_on(
+    pair: tuple[SharedLedger, SharedLedger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chutes_jobs.bulk.ledger.postgres_writer import PgWriter
+
+    a, _ = pair
+    await a.load(rows(2))
+    await a.claim(2)
+    real_statement = PgWriter._statement
+    failures = iter([RuntimeError("injected")])
+
+    async def statement_once_broken(self: PgWriter, batch: list[Any]) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return await real_statement(self, batch)
+
+    monkeypatch.setattr(PgWriter, "_statement", statement_once_broken)
+    with pytest.raises(LedgerError, match="RuntimeError: injected") as failed:
+        await asyncio.wait_for(a.mark_creating("k0000", 0), timeout=60)  # a hang guard
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    assert (await a.get("k0000")).state is S.TODO  # type: ignore[union-attr]
+
+    await a.mark_creating("k0001", 1)
+    assert (await a.get("k0001")).state is S.CREATING  # type: ignore[union-attr]
+
+
 async def test_an_expired_claim_before_the_post_is_claimed_again(postgres_url: str) -> None:
     dying = await shared(postgres_url, lease=0.3)
     heir = await shared(postgres_url)

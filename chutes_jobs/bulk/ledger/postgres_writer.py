@@ -172,7 +172,14 @@ class PgWriter:
             while self._queue:
                 batch = _distinct_prefix(self._queue[: self._max_batch])
                 del self._queue[: len(batch)]
-                _settle(batch, await self._commit(batch))
+                try:
+                    answers = await self._commit(batch)
+                except Exception as exc:
+                    # Not a database error (those are answered per write): a bug, or a
+                    # warning turned into an error. Its callers learn it; the task goes on.
+                    answers = [(None, self._unexpected(exc))] * len(batch)
+                    await self._reconnect()
+                _settle(batch, answers)
             if self._closing:
                 return
 
@@ -216,6 +223,13 @@ class PgWriter:
             (None, None) if w.release or w.key in done else _refusal(rows.get(w.key), w, owner)
             for w in batch
         ]
+
+    def _unexpected(self, exc: Exception) -> LedgerError:
+        error = LedgerError(
+            f"ledger {self._location}: a write failed unexpectedly ({type(exc).__name__}: {exc})"
+        )
+        error.__cause__ = exc
+        return error
 
     async def _reconnect(self) -> None:
         if self._conn is not None:
