@@ -1,15 +1,20 @@
-"""Bulk create throughput: ``submit_many`` against plain aiohttp and httpx (a script, not a test).
+"""Bulk create throughput: ``submit_many`` against plain aiohttp and httpx, and the ledgers
+(a script, not a test).
 
-Default run: creates per second at concurrency 64 against ONE trivial loopback server (an
-aiohttp.web app in a subprocess answering ``POST /jobs/{chute}/{method}`` with a fixed small Job
-JSON), side by side in one run:
+Default run, side by side in one run:
 
-* ``submit_many`` (API-key auth, no ledger) and ``submit_many`` with a ledger;
-* a ``create_job`` loop: 64 workers sharing one ``ChutesSession`` (the session's request path
-  without the bulk layer);
-* a raw aiohttp loop: 64 workers sharing one ``ClientSession``;
-* a new ``ClientSession`` per request;
-* ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed).
+1. creates per second at concurrency 64 against ONE trivial loopback server (an aiohttp.web app
+   in a subprocess answering ``POST /jobs/{chute}/{method}`` with a fixed small Job JSON):
+   ``submit_many`` (API-key auth, no ledger); a ``create_job`` loop (64 workers sharing one
+   ``ChutesSession``: the session's request path without the bulk layer); a raw aiohttp loop
+   (64 workers sharing one ``ClientSession``); a new ``ClientSession`` per request;
+   ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed);
+2. the ledgers (``_bulk_ledgers.py``): ``submit_many`` with no ledger, the SQLite ledger, the
+   PostgreSQL ledger with 1 and with 2 processes sharing the batch, each client in its own
+   process, against the trivial server and against the emulator (a chute whose jobs nobody
+   runs: creates only), with the server's share of the CPU used (and PostgreSQL's, for a
+   throwaway cluster). PostgreSQL: ``--postgres URL`` (a role that may create databases),
+   else a throwaway cluster when ``initdb``/``pg_ctl`` are found, else those rows are skipped.
 
 Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
 default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with
@@ -22,7 +27,7 @@ interleaved. ``--baseline DIR`` adds a row for the package in DIR (an earlier tr
 client's CPU shows on its own), with the client's and the emulator's CPU shares.
 
     /work/venv/bin/python benchmarks/bench_bulk.py [-n 20000] [--rounds 3] [--e2e]
-        [--hooks-only] [--baseline DIR]
+        [--hooks-only] [--baseline DIR] [--postgres URL] [--only clients|ledgers]
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -99,13 +103,15 @@ def _serve_trivial() -> None:
     asyncio.run(main())
 
 
-def _serve_emulator() -> None:
-    """The emulator, jobs starting at once, printing its address and credentials."""
+def _serve_emulator(creates_only: bool = False) -> None:
+    """The emulator, jobs starting at once, printing its address and credentials
+    (``creates_only``: the chute is one whose jobs nobody runs, so only creates cost)."""
     from chutes_jobs.emulator import Emulator
 
     async def main() -> None:
         async with Emulator(schedule_delay=0.0) as emu:
-            info = {"base_url": emu.base_url, "api_key": emu.api_key, "chute": emu.demo_chute_id}
+            chute = emu.add_chute(CHUTE, {METHOD: None}) if creates_only else emu.demo_chute_id
+            info = {"base_url": emu.base_url, "api_key": emu.api_key, "chute": chute}
             print(json.dumps(info), flush=True)
             await asyncio.Event().wait()
 
@@ -199,19 +205,24 @@ async def httpx_client(base_url: str, n: int) -> None:
         await _workers(n, one)
 
 
-async def _submit_many(base_url: str, n: int, ledger: str | None) -> None:
+async def _submit_many(
+    base_url: str, n: int, ledger: str | None, api_key: str = API_KEY, chute: str = CHUTE
+) -> int:
+    """``submit_many`` of ``n`` inputs; how many results this process got (all of them,
+    unless other processes share the batch through a PostgreSQL ledger)."""
     import chutes_jobs as cj
 
-    async with cj.ChutesSession(base_url=base_url, api_key=API_KEY) as session:
+    async with cj.ChutesSession(base_url=base_url, api_key=api_key) as session:
         inputs = (_body(i) for i in range(n))
         count = 0
         async for result in session.submit_many(
-            CHUTE, METHOD, inputs, concurrency=CONCURRENCY, ledger=ledger
+            chute, METHOD, inputs, concurrency=CONCURRENCY, ledger=ledger
         ):
             if result.error is not None:
                 raise result.error
             count += 1
-        assert count == n, count
+        assert count == n or (ledger or "").startswith("postgresql://"), count
+        return count
 
 
 async def chutes_jobs_no_ledger(base_url: str, n: int) -> None:
@@ -231,11 +242,6 @@ async def chutes_jobs_create_loop(base_url: str, n: int) -> None:
         await _workers(n, one)
 
 
-async def chutes_jobs_ledger(base_url: str, n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        await _submit_many(base_url, n, str(Path(tmp) / "bench.db"))
-
-
 def _httpx_available() -> bool:
     try:
         import httpx  # noqa: F401
@@ -246,7 +252,6 @@ def _httpx_available() -> bool:
 
 CLIENTS: dict[str, Client] = {
     "chutes-jobs submit_many": chutes_jobs_no_ledger,
-    "chutes-jobs submit_many + ledger": chutes_jobs_ledger,
     "create_job loop, 64 workers": chutes_jobs_create_loop,
     "raw aiohttp, one session": raw_aiohttp,
     "aiohttp, session per request": session_per_request,
@@ -390,9 +395,14 @@ def bench_e2e(n: int) -> None:
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
-        return _serve_trivial() if sys.argv[2] == "trivial" else _serve_emulator()
+        kind = sys.argv[2]
+        return _serve_trivial() if kind == "trivial" else _serve_emulator(kind.endswith("only"))
     if len(sys.argv) == 5 and sys.argv[1] == "client":
         return _client_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) == 7 and sys.argv[1] == "client":
+        from _bulk_ledgers import ledger_client
+
+        return ledger_client(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="creates per client run")
     parser.add_argument("--rounds", type=int, default=3)
@@ -400,10 +410,22 @@ def main() -> None:
     parser.add_argument("--e2e-jobs", type=int, default=10_000)
     parser.add_argument("--hooks-only", action="store_true", help="only the instrumentation rows")
     parser.add_argument("--baseline", help="a package tree to measure as 'today'")
+    parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server")
+    parser.add_argument("--only", choices=("clients", "ledgers"), default=None)
     args = parser.parse_args()
-    if not args.hooks_only:
+    if args.hooks_only:
+        bench_hooks(args.n, args.rounds, args.baseline)
+        return
+    if args.only != "ledgers":
         bench_creates(args.n, args.rounds)
-    bench_hooks(args.n, args.rounds, args.baseline)
+        bench_hooks(args.n, args.rounds, args.baseline)
+    if args.only != "clients":
+        import _pg
+        from _bulk_ledgers import bench_ledgers
+
+        with _pg.postgres_server(args.postgres) as postgres:
+            bench_ledgers("trivial", args.n, args.rounds, postgres)
+            bench_ledgers("emulator-creates-only", args.n, args.rounds, postgres)
     if args.e2e:
         bench_e2e(args.e2e_jobs)
     return None

@@ -52,10 +52,15 @@ from .worker import UploadReport, UploadResult, UploadTargets
 
 if TYPE_CHECKING:
     from .bulk import BulkOutcome, BulkResult
+    from .bulk.ledger import Ledger, LedgerEntry, LedgerState, LedgerSummary
 
 #: Imported on first use: bulk runs need the ledger (sqlite3, threads), which one-job
 #: commands such as ``chutes-jobs status`` never do.
-_LAZY = {"BulkOutcome": ".bulk", "BulkResult": ".bulk"}
+_LAZY = {
+    "BulkOutcome": ".bulk",
+    "BulkResult": ".bulk",
+    **dict.fromkeys(("Ledger", "LedgerEntry", "LedgerState", "LedgerSummary"), ".bulk.ledger"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -96,6 +101,10 @@ __all__ = [
     "JobState",
     "JobTimeoutError",
     "JobUnreadableError",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerState",
+    "LedgerSummary",
     "NotFoundError",
     "OutputFile",
     "OutputMissingError",

@@ -156,6 +156,8 @@ class BulkDisplay(_TerminalDisplay):
         self._bars: Any = None
         self._transfers: dict[str, Any] = {}
         self.counts: Counter[str] = Counter()
+        #: A shared batch's totals per ledger state (every process's), when known.
+        self.batch_counts: dict[str, int] = {}
 
     def _start_live(self) -> Any:
         from rich.console import Console
@@ -180,9 +182,22 @@ class BulkDisplay(_TerminalDisplay):
         return Group(counters, self._bars) if self._transfers else counters
 
     def summary(self) -> str:
-        """``submitted 3 · running 1 · done 2 · failed 0``."""
+        """``submitted 3 · running 1 · done 2 · failed 0`` (and a shared batch's totals)."""
         names = ("submitted", "running", "done", "failed")
-        return " · ".join(f"{name} {self.counts[name]}" for name in names)
+        mine = " · ".join(f"{name} {self.counts[name]}" for name in names)
+        if not self.batch_counts:
+            return mine
+        batch = " · ".join(f"{name} {n}" for name, n in self.batch_counts.items())
+        return f"{mine}\nbatch (every process): {batch}"
+
+    @property
+    def is_live(self) -> bool:
+        """True while the counters are drawn (stderr is a terminal)."""
+        return self._live is not None
+
+    def show_batch(self, counts: dict[str, int]) -> None:
+        """Show a shared batch's totals per ledger state, under this process's counters."""
+        self.batch_counts = dict(counts)
 
     def job_seen(self, job_id: str, state: JobState) -> None:
         """A snapshot of a job arrived (its create's answer or a poll)."""

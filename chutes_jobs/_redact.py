@@ -91,13 +91,21 @@ def _mask_values(text: str) -> str:
     return "".join(parts) + text[start:]
 
 
+#: A URL's password (``scheme://user:password@host``) and libpq's ``password=`` parameter.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)[^/?#\s]*(@)")
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword=)[^&\s\"'<>]+")
+
+
 def redact(text: str) -> str:
-    """``text`` with every registered credential, token query value, API key, OAuth token and
-    bearer credential masked."""
+    """``text`` with every registered credential, token query value, API key, OAuth token,
+    bearer credential and password (in a URL's ``user:password@`` or a ``password=``
+    parameter) masked."""
     text = _mask_values(text)
     text = _JWT.sub(REDACTED, text)
     text = _TOKEN_QUERY.sub(rf"\g<1>{REDACTED}", text)
     text = _API_KEY.sub(rf"\g<1>_{REDACTED}", text)
+    text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}\g<2>", text)
+    text = _PASSWORD_PARAM.sub(rf"\g<1>{REDACTED}", text)
     return _BEARER.sub(rf"\g<1>{REDACTED}", text)
 
 

@@ -1,9 +1,7 @@
 """The exception hierarchy of chutes-jobs.
 
-Every error raised by the library derives from :class:`ChutesError`. Errors are grouped by
-where things fail: configuration (before anything is sent), transport (the connection),
-protocol (the server answered something that is not the API), status (the API said no), and
-job outcomes. Messages never contain secrets: URLs are redacted before they get here.
+Every error derives from :class:`ChutesError`, grouped by where things fail: configuration,
+transport, protocol, status (the API said no), job outcomes, transfers, bulk and the ledger.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ __all__ = [
     "JobFailedError",
     "JobTimeoutError",
     "JobUnreadableError",
+    "LeaseLostError",
     "LedgerError",
     "NotFoundError",
     "OutputMissingError",
@@ -444,3 +443,8 @@ class DuplicateInputError(ConfigurationError):
 
 class LedgerError(ChutesError):
     """The ledger refused an operation: an illegal transition, a closed or incompatible file."""
+
+
+class LeaseLostError(LedgerError):
+    """A shared ledger refused a create: another process claimed the input meanwhile (this
+    process's lease on it had expired). Nothing was sent; the other process creates it."""

@@ -201,7 +201,11 @@ class ChutesSession(Transport):
             wait: poll each job until it finishes (``BulkResult.job`` is the final Job).
             download_to: also download each job's outputs into ``download_to/<job_id>/``.
             ledger: a SQLite file recording every step per input key: a re-run skips what was
-                submitted, resumes waiting and downloading, never creates a job twice.
+                submitted, resumes waiting and downloading, never creates a job twice. Or a
+                ``postgresql://`` URL (extra ``postgres``): any number of processes, on any
+                machines, started with the same chute, method and inputs, work the batch
+                together, each yielding the results of the inputs it worked on (README, "Many
+                machines").
             key: an input's ledger key (default: sha256 of its canonical JSON).
             disk_gb: the disk size of every job.
             poll, poll_concurrency, wait_timeout: polling policy, GETs at once (default

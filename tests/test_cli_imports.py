@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cli_support import HANG_GUARD, EmulatorThread, as_json, base_env, cli
@@ -52,15 +53,27 @@ def loaded(modules: set[str], name: str) -> bool:
 
 def test_help_and_status_import_only_what_they_use(emu: EmulatorThread) -> None:
     job_id = as_json(cli("submit", "demo", "echo", "--json", emu=emu))["job_id"]
-    for argv in (["--help"], ["status", job_id], ["status", "--help"]):
+    for argv in (["--help"], ["status", job_id], ["status", "--help"], ["ledger", "ls", "--help"]):
         code, modules = imported_by(argv, emu)
         assert code in (0, None), argv
         assert "chutes_jobs.session" in modules or "--help" in argv
         assert [name for name in NOT_NEEDED if loaded(modules, name)] == [], argv
 
 
-def test_bulk_and_demo_still_load_what_they_need(emu: EmulatorThread) -> None:
+def test_ledger_ls_help_lists_the_states_without_loading_a_ledger() -> None:
+    result = cli("ledger", "ls", "--help")
+    assert result.returncode == 0
+    assert "[todo|creating|submitted|unknown|finished|failed|downloaded|" in result.stdout
+
+
+def test_bulk_and_demo_still_load_what_they_need(emu: EmulatorThread, tmp_path: Path) -> None:
     code, modules = imported_by(["bulk", "demo", "echo", "--inputs", "/dev/null"], emu)
+    assert code == 0 and loaded(modules, "chutes_jobs.bulk.run")
+    assert not loaded(modules, "sqlite3")  # no --ledger: no ledger backend
+    ledger = ["--ledger", str(tmp_path / "run.db")]
+    code, modules = imported_by(["bulk", "demo", "echo", "--inputs", "/dev/null", *ledger], emu)
     assert code == 0 and loaded(modules, "chutes_jobs.bulk.ledger") and loaded(modules, "sqlite3")
+    code, modules = imported_by(["ledger", "ls", str(tmp_path / "run.db")], emu)
+    assert code == 0 and loaded(modules, "sqlite3")
     code, modules = imported_by(["demo", "--size-mib", "1", "--out", "/dev/null/x"], emu)
     assert loaded(modules, "chutes_jobs.emulator") and loaded(modules, "jwt")

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 import textwrap
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -176,6 +177,60 @@ async def test_a_refused_write_fails_only_its_own_caller(ledger: Ledger) -> None
     assert (await entry_of(ledger, "taken")).state is S.SUBMITTED
 
 
+async def test_a_write_refused_after_its_batch_binds_without_a_deprecation_warning(
+    ledger: Ledger,
+) -> None:
+    # A refused write sends its batch one write at a time; those statements once bound
+    # numbered placeholders from a tuple, which Python 3.12 warns of (3.14 refuses). Turned
+    # into an error in the ledger's thread, that warning hung every caller.
+    await submitted(ledger, "taken")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                ledger.mark_creating("taken", 1),
+                ledger.mark_unknown("fresh", "no such key"),
+                ledger.mark_creating("new", 2),
+                return_exceptions=True,
+            ),
+            timeout=60,  # a hang guard, not a timing claim
+        )
+    assert [type(r).__name__ for r in results] == ["LedgerError", "LedgerError", "NoneType"]
+    assert "bill twice" in str(results[0])
+    assert (await entry_of(ledger, "new")).state is S.CREATING
+
+
+async def test_an_unexpected_error_in_the_ledger_thread_fails_its_callers_and_service_goes_on(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chutes_jobs.bulk.ledger import sqlite as sqlite_backend
+
+    real_apply = sqlite_backend._apply
+    failures = iter([RuntimeError("injected")])
+
+    def apply_once_broken(conn: sqlite3.Connection, writes: list[object]) -> list[object]:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_apply(conn, writes)  # type: ignore[arg-type, return-value]
+
+    monkeypatch.setattr(sqlite_backend, "_apply", apply_once_broken)
+    async with await Ledger.open(db_path) as ledger:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                ledger.mark_creating("a", 0), ledger.mark_creating("b", 1), return_exceptions=True
+            ),
+            timeout=60,  # a hang guard, not a timing claim
+        )
+        assert [type(r) for r in results] == [LedgerError, LedgerError]
+        assert "RuntimeError: injected" in str(results[0])
+        assert isinstance(results[0].__cause__, RuntimeError)
+        assert await ledger.get("a") is None  # rolled back, not half-written
+
+        await ledger.mark_creating("a", 0)
+        assert (await entry_of(ledger, "a")).state is S.CREATING
+
+
 # ----------------------------------------------------------------------------- queries
 
 
@@ -260,6 +315,46 @@ async def test_other_schema_version_is_refused_with_the_path(db_path: Path) -> N
         LedgerError, match=rf"{re.escape(str(db_path))}.*schema version 99.*{SCHEMA_VERSION}"
     ):
         await Ledger.open(db_path)
+
+
+#: A ledger file as version 1 wrote it: no states todo and cancelled, an index on state.
+V1_SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE ledger (
+    key TEXT PRIMARY KEY,
+    input_index INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('creating', 'submitted', 'unknown', 'finished',
+                                         'failed', 'downloaded', 'not_submitted')),
+    job_id TEXT NULL, outcome TEXT NULL, error TEXT NULL, paths TEXT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX ledger_state ON ledger (state);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO ledger VALUES ('a', 0, 'submitted', 'job-a', NULL, NULL, NULL, 1.5);
+INSERT INTO ledger VALUES ('b', 1, 'creating', NULL, NULL, NULL, NULL, 2.5);
+"""
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_rows(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(V1_SCHEMA)
+    conn.close()
+    async with await Ledger.open(db_path) as ledger:
+        found = await ledger.get_many(["a", "b"])
+        assert (found["a"].state, found["a"].job_id, found["a"].updated_at) == (
+            S.SUBMITTED, "job-a", 1.5)  # fmt: skip
+        assert found["b"].state is S.CREATING
+        await ledger.mark_cancelled("a", "deleted by cancel")  # a state version 2 added
+        assert (await ledger.counts())[S.CANCELLED] == 1
+    with sqlite3.connect(db_path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'"
+        ).fetchall()
+    conn.close()
+    assert version == (str(SCHEMA_VERSION),)
+    # no index on state is kept (each create would update it twice): only the key's own
+    assert [name for (name,) in indexes if not name.startswith("sqlite_autoindex")] == []
 
 
 async def test_foreign_files_are_refused(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 import chutes_jobs
 from chutes_jobs import sync
 from chutes_jobs.emulator import Emulator
+from chutes_jobs.errors import LedgerError
 from chutes_jobs.sync import ChutesSession, JobHandle, PollPolicy, RetryPolicy
 
 FAST_POLL = PollPolicy(initial=0.02, maximum=0.1)
@@ -258,6 +259,35 @@ def test_a_bulk_result_handle_is_blocking(chutes_sync_session: ChutesSession) ->
     assert result.job_id == result.handle.id  # type: ignore[union-attr]
     assert isinstance(result, chutes_jobs.BulkResult)
     assert result.handle is not None and result.handle.wait(poll=FAST_POLL).result["x"] == 2
+
+
+# ----------------------------------------------------------------------------- the ledger
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_ledger_is_a_blocking_job_book(
+    chutes_sync_session: ChutesSession, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    where = tmp_path / "run.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    inputs = [{"i": i} for i in range(5)]
+    results = list(chutes_sync_session.submit_many("demo", "echo", inputs, wait=True, ledger=where))
+    with sync.Ledger.open(where) as book:
+        summary = book.summary()
+        assert isinstance(summary, sync.LedgerSummary)
+        assert summary.total == 5 and summary.counts[sync.LedgerState.FINISHED] == 5
+        entries = book.entries(state=sync.LedgerState.FINISHED)
+        assert [e.input_index for e in entries] == [0, 1, 2, 3, 4]
+        assert {e.job_id for e in entries} == {r.job_id for r in results}
+        assert book.entries(state=sync.LedgerState.UNKNOWN) == []
+        assert book.get(entries[0].key) == entries[0]
+        assert str(where).split("@")[-1].split("?")[0] in book.location
+    assert all(t.name != "chutes-jobs-sync-ledger" for t in threading.enumerate())
+
+
+def test_opening_a_ledger_that_cannot_be_opened_leaves_no_thread(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError):
+        sync.Ledger.open(tmp_path)  # a folder
+    assert all(t.name != "chutes-jobs-sync-ledger" for t in threading.enumerate())
 
 
 # ----------------------------------------------------------------------------- the loop thread

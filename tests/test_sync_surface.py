@@ -30,6 +30,9 @@ NOT_MIRRORED = {
         )
     },
 }
+#: Not mirrored on the blocking Ledger: a bulk run's own step (it hands out an awaitable the run
+#: shields; ``mark_creating`` is its blocking form).
+NOT_MIRRORED[(chutes_jobs.Ledger, "begin_create")] = "an awaitable a bulk run shields"
 #: Members only the blocking twins have.
 ONLY_BLOCKING = {"aio"}
 #: Async methods whose blocking twin returns a plain iterator: the return annotation it shows.
@@ -38,11 +41,13 @@ ITERATORS = {"watch": "Iterator[Job]", "submit_many": "Iterator[BulkResult]"}
 HAND_WRITTEN = {
     "close": "also stops the loop thread",
     "from_env": "a classmethod building the blocking class",
+    "open": "a classmethod building the blocking class",
     "run_and_report": "also takes a plain function (run in a thread): fn's annotation differs",
 }
 TWINS = [
     (sync.ChutesSession, chutes_jobs.ChutesSession),
     (sync.JobHandle, chutes_jobs.JobHandle),
+    (sync.Ledger, chutes_jobs.Ledger),
 ]
 
 
@@ -52,6 +57,8 @@ def public(cls: type[Any]) -> set[str]:
 
 def public_of_instance(cls: type[Any]) -> set[str]:
     """What a user can reach on an instance (attributes set by ``__init__`` included)."""
+    if cls is chutes_jobs.Ledger:  # the interface (its backends' extra members are a run's)
+        return public(cls)
     session = chutes_jobs.ChutesSession(base_url="http://127.0.0.1:9")
     instance = session if cls is chutes_jobs.ChutesSession else chutes_jobs.JobHandle(session, "j")
     return {name for name in dir(instance) if not name.startswith("_")}
@@ -60,7 +67,7 @@ def public_of_instance(cls: type[Any]) -> set[str]:
 def test_the_module_has_the_same_names() -> None:
     assert set(sync.__all__) - {"SyncJobFunction"} == set(chutes_jobs.__all__)
     for name in chutes_jobs.__all__:
-        if name not in {"ChutesSession", "JobHandle", "BulkResult", "run_and_report"}:
+        if name not in {"ChutesSession", "JobHandle", "BulkResult", "Ledger", "run_and_report"}:
             assert getattr(sync, name) is getattr(chutes_jobs, name), name
 
 
@@ -117,6 +124,12 @@ def test_constructors_and_from_env_match() -> None:
         chutes_jobs.ChutesSession.from_env
     )
     assert sync.ChutesSession.from_env.__doc__ == chutes_jobs.ChutesSession.from_env.__doc__
+
+
+def test_ledger_open_matches() -> None:
+    ours, theirs = sync.Ledger.open, chutes_jobs.Ledger.open
+    assert inspect.signature(ours).parameters == inspect.signature(theirs).parameters
+    assert ours.__doc__.startswith(theirs.__doc__.rstrip())
 
 
 def test_module_level_run_and_report_matches() -> None:

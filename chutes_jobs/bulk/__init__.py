@@ -85,8 +85,9 @@ async def submit_many(
     """
     # Imported here: the ledger (sqlite3, its thread) and the run's machinery are not needed
     # until a run starts, and a CLI command that never runs one starts faster without them.
-    from .ledger import Ledger
+    from .ledger import Ledger, SharedLedger
     from .run import BulkRun
+    from .shared import SharedRun
 
     options = bulk_options(
         chute_id, method, concurrency=concurrency, wait=wait, download_to=download_to, key=key,
@@ -96,7 +97,10 @@ async def submit_many(
         progress=progress, on_job=on_job,
     )  # fmt: skip
     opened = await Ledger.open(ledger) if ledger is not None else None
-    run = BulkRun(session, options, opened)
+    if isinstance(opened, SharedLedger):
+        run: BulkRun = SharedRun(session, options, opened)
+    else:
+        run = BulkRun(session, options, opened)
     main = asyncio.create_task(run.observed_main(inputs))
     try:
         while (result := await run.results.get()) is not None:

@@ -17,6 +17,7 @@ import attrs
 
 from ..errors import (
     ChutesError,
+    LeaseLostError,
     LedgerError,
     QuotaExceededError,
     RateLimitError,
@@ -66,9 +67,54 @@ class JobCreator:
         """
         try:
             return await self._submit_or_resume(index, key, args, entry)
+        except LeaseLostError as exc:  # refused before anything was sent
+            return BulkResult(index, key, BulkOutcome.NOT_SUBMITTED, error=exc)
         except (ChutesError, OSError) as exc:
             log.error("input %d: %s", index, exc)
             return BulkResult(index, key, BulkOutcome.UNKNOWN, error=exc)
+
+    @property
+    def open(self) -> bool:
+        """Whether a create could be sent right now (no pause in force, quota not reached)."""
+        return self.rate_gate.quota_error is None and not self.rate_gate.paused
+
+    async def begin(
+        self, index: int, key: str, args: Mapping[str, Any]
+    ) -> tuple[JobHandle | BulkResult, LedgerEntry | None]:
+        """:meth:`create_or_resume` for an input the ledger was not asked about yet, and the
+        entry the ledger held for it: one ledger call marks it ``creating`` when it is new
+        (else returns what the ledger holds), instead of a read and then a write. Use it
+        while the gate is :attr:`open`."""
+        assert self.ledger is not None
+        try:
+            entry = await self._begin_create(index, key)
+        except (ChutesError, OSError) as exc:  # nothing was sent
+            log.error("input %d: %s", index, exc)
+            return BulkResult(index, key, BulkOutcome.NOT_SUBMITTED, error=exc), None
+        if entry is not None:
+            return await self.create_or_resume(index, key, args, entry), entry
+        try:
+            return await self.submit(index, key, args, premarked=True), None
+        except (ChutesError, OSError) as exc:
+            log.error("input %d: %s", index, exc)
+            return BulkResult(index, key, BulkOutcome.UNKNOWN, error=exc), None
+
+    async def _begin_create(self, index: int, key: str) -> LedgerEntry | None:
+        """``ledger.begin_create``, counted as a create under way; cancelled, a mark it made
+        is turned into ``not_submitted`` (nothing was sent)."""
+        assert self.ledger is not None
+        task = asyncio.current_task()
+        assert task is not None
+        self.creating.add(task)
+        marking = asyncio.ensure_future(self.ledger.begin_create(key, index))
+        try:
+            return await asyncio.shield(marking)
+        except asyncio.CancelledError:
+            if await marking is None:
+                await self.ledger.mark_not_submitted(key, "cancelled before the create was sent")
+            raise
+        finally:
+            self.creating.discard(task)
 
     async def _submit_or_resume(
         self, index: int, key: str, args: Mapping[str, Any], entry: LedgerEntry | None
@@ -97,14 +143,20 @@ class JobCreator:
         args: Mapping[str, Any],
         *,
         unknown_row: LedgerState | None = None,
+        premarked: bool = False,
     ) -> JobHandle | BulkResult:
-        """Create the job, pausing with the group on 429s; stop at the daily quota."""
+        """Create the job, pausing with the group on 429s; stop at the daily quota.
+
+        ``premarked``: the ledger already holds this input ``creating`` (:meth:`begin`).
+        """
         refusals = 0
         while True:
-            if self.rate_gate.quota_error is not None:
-                return self.quota_result(index, key, unknown_row)
-            await self.rate_gate.wait()
-            created = await self._create_as_busy(index, key, args, unknown_row)
+            if not premarked:
+                if self.rate_gate.quota_error is not None:
+                    return self.quota_result(index, key, unknown_row)
+                await self.rate_gate.wait()
+            created = await self._create_as_busy(index, key, args, unknown_row, premarked)
+            premarked = False  # a refused create was recorded not_submitted: mark it again
             if created is not None:
                 return created
             refusals += 1
@@ -115,28 +167,40 @@ class JobCreator:
                 unknown_row = _S.UNKNOWN  # create_once re-marked it
 
     async def _create_as_busy(
-        self, index: int, key: str, args: Mapping[str, Any], unknown_row: LedgerState | None
+        self,
+        index: int,
+        key: str,
+        args: Mapping[str, Any],
+        unknown_row: LedgerState | None,
+        premarked: bool = False,
     ) -> _Created:
         """:meth:`create_once`, with the current task counted in :attr:`creating`."""
         task = asyncio.current_task()
         assert task is not None
         self.creating.add(task)
         try:
-            return await self.create_once(index, key, args, unknown_row)
+            return await self.create_once(index, key, args, unknown_row, premarked)
         finally:
             self.creating.discard(task)
 
     async def create_once(
-        self, index: int, key: str, args: Mapping[str, Any], unknown_row: LedgerState | None
+        self,
+        index: int,
+        key: str,
+        args: Mapping[str, Any],
+        unknown_row: LedgerState | None,
+        premarked: bool = False,
     ) -> _Created:
-        """One create, recorded before (``creating``) and after (its outcome) in the ledger.
+        """One create, recorded before (``creating``, unless ``premarked``) and after (its
+        outcome) in the ledger.
 
         A row already ``unknown`` (resubmitted on request) stays ``unknown`` until a create
         answers with a job: the earlier create may still exist.
         """
         sent = False
         try:
-            await self.mark_before_create(index, key, unknown_row)
+            if not premarked:
+                await self.mark_before_create(index, key, unknown_row)
             await self.rate_gate.wait()  # a pause may have begun during the ledger write
             if self.rate_gate.quota_error is not None:
                 await self.mark_refused(key, str(self.rate_gate.quota_error), unknown_row)
@@ -155,9 +219,16 @@ class JobCreator:
             raise
         except RateLimitError as exc:
             return await self.on_rate_limited(index, key, exc, unknown_row)
+        except LedgerError as exc:
+            if sent:
+                raise
+            # the ledger refused the mark (another process claimed or cancelled it): not sent
+            level = logging.INFO if isinstance(exc, LeaseLostError) else logging.WARNING
+            log.log(level, "input %d not submitted: %s", index, exc)
+            return self.not_submitted(index, key, exc, unknown_row)
         except ChutesError as exc:
             if not sent:
-                raise  # the ledger refused the mark: nothing was sent
+                raise
             return await self.on_create_failed(index, key, exc, unknown_row)
         self.rate_gate.created()
         if self.options.on_job is not None and handle.job is not None:

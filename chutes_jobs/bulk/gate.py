@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..errors import RateLimitError
+from ..errors import ChutesError, RateLimitError
 from ..retry import RetryPolicy
 
 log = logging.getLogger("chutes_jobs")
@@ -19,8 +19,9 @@ class RateGate:
         self.resume_at = 0.0
         #: 429s in a row without a successful create (drives the backoff without Retry-After).
         self.strikes = 0
-        #: The daily-quota 429 that stopped every further create, once one came.
-        self.quota_error: RateLimitError | None = None
+        #: The daily-quota 429 that stopped every further create, once one came (or, in a
+        #: shared run, the error telling that another process met it).
+        self.quota_error: ChutesError | None = None
         #: The latest other 429 (reported for an input refused too many times).
         self.last_rate_limit: RateLimitError | None = None
 
@@ -28,6 +29,11 @@ class RateGate:
         """Hold every submitter for ``seconds`` from now (never shortens a longer pause)."""
         now = asyncio.get_running_loop().time()
         self.resume_at = max(self.resume_at, now + seconds)
+
+    @property
+    def paused(self) -> bool:
+        """Whether a pause is in force now."""
+        return self.resume_at > asyncio.get_running_loop().time()
 
     async def wait(self) -> None:
         """Return once no pause is in force (without suspending when none is)."""

@@ -62,8 +62,7 @@ class BulkRun:
     async def feed(self, inputs: Iterable[Any] | AsyncIterable[Any]) -> None:
         """Read inputs lazily, taking the next one only while ``max_in_flight`` allows."""
         try:
-            reader = aiter(inputs) if isinstance(inputs, AsyncIterable) else _aiter_sync(inputs)
-            await self._feed(reader)
+            await self._feed(aiter_any(inputs))
         except Exception as exc:  # the iterable itself failed: finish what was taken, then raise
             log.error("reading the inputs failed after %d of them: %s", self.taken, exc)
             self.input_error = exc
@@ -113,8 +112,11 @@ class BulkRun:
             return self.emit(BulkResult(index, key, BulkOutcome.NOT_SUBMITTED, error=error))
         self.active_keys[key] = index
         try:
-            entry = await self.ledger.get(key)
-            created = await self.creator.create_or_resume(index, key, args, entry)
+            if self.creator.open:  # one ledger call: mark it creating unless already known
+                created, entry = await self.creator.begin(index, key, args)
+            else:
+                entry = await self.ledger.get(key)
+                created = await self.creator.create_or_resume(index, key, args, entry)
         except BaseException:
             del self.active_keys[key]
             raise
@@ -210,6 +212,11 @@ class BulkRun:
         for task in self.followers:  # none is started once stopping, but be sure
             task.cancel()
         await asyncio.gather(main, *self.submitters, *self.followers, return_exceptions=True)
+
+
+def aiter_any(inputs: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """The inputs as an async iterator, whether they are an iterable or an async one."""
+    return aiter(inputs) if isinstance(inputs, AsyncIterable) else _aiter_sync(inputs)
 
 
 async def _aiter_sync(inputs: Iterable[Any]) -> AsyncIterator[Any]:

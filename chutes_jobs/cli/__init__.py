@@ -8,6 +8,7 @@ Commands::
     wait       wait until a job is finished      download  download a job's outputs
     delete     delete a job                      run       submit + wait + download
     bulk       submit many jobs from a JSON Lines file, resumable with a ledger
+    ledger     status | ls | cancel: a bulk ledger (file or postgresql:// URL) as a job book
 
 Job commands talk to ``--base-url`` (or ``$CHUTES_BASE_URL``, default the live API) with
 ``--api-key`` (or ``$CHUTES_API_KEY``).
@@ -34,7 +35,7 @@ Errors print one line on stderr, never a secret.
 
 Layout: ``_app`` (the group and ``main``), ``_exit`` (exit codes, error lines),
 ``_output`` (stdout/stderr printing), ``_options`` (shared options, sessions), and one
-module per family of commands: ``jobs``, ``bulk``, ``local`` (demo, emulator).
+module per family of commands: ``jobs``, ``bulk``, ``ledger``, ``local`` (demo, emulator).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ except ImportError:  # the cli extra is missing: a usage error (2), not "job fai
     sys.exit(2)
 
 # Importing the command modules registers their commands on the group.
-from . import bulk, jobs, local  # noqa: F401
+from . import bulk, jobs, ledger, local  # noqa: F401
 from ._app import main
 
 __all__ = ["main"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -35,7 +37,8 @@ from ._options import (
     read_text,
     session_settings,
 )
-from ._output import emit_line, paths_json
+from ._output import emit_line, paths_json, say
+from .ledger import ledger_target
 
 if TYPE_CHECKING:
     from ..bulk import BulkResult
@@ -136,6 +139,8 @@ class BulkTally:
         self.failed = 0
         self.resumed = 0
         self.jobs = 0
+        #: A shared batch's totals per ledger state, every process's (None: not shared).
+        self.batch: dict[str, int] | None = None
 
     def add(self, result: BulkResult) -> None:
         """Count one result."""
@@ -162,7 +167,9 @@ class BulkTally:
         """The summary object (``--json``'s last line).
 
         ``jobs``: inputs that have a job, ``created`` of them in this run, ``resumed`` from the
-        ledger; ``outcomes``: how many inputs ended in each :class:`BulkOutcome`.
+        ledger; ``outcomes``: how many inputs ended in each :class:`BulkOutcome`. The counts are
+        this process's; with a shared (``postgresql://``) ledger, ``batch`` has the batch's
+        totals at the end, every process's, per ledger state (every state, zeros included).
         """
         from .. import BulkOutcome
 
@@ -175,6 +182,8 @@ class BulkTally:
             "outcomes": counts,
             "errors": self.errors,
         }
+        if self.batch is not None:
+            summary["batch"] = self.batch
         return {"summary": summary, "exit_code": self.exit_code}
 
     def text(self) -> str:
@@ -182,27 +191,69 @@ class BulkTally:
         counts = ", ".join(f"{n} {name}" for name, n in sorted(self.outcomes.items()) if n)
         total = sum(self.outcomes.values())
         jobs = f"{self.jobs} jobs ({self.jobs - self.resumed} created, {self.resumed} resumed)"
-        return f"{total} inputs: {counts or 'nothing to do'}; {jobs}; {self.errors} with errors"
+        line = f"{total} inputs: {counts or 'nothing to do'}; {jobs}; {self.errors} with errors"
+        if self.batch is None:
+            return line
+        batch = " · ".join(f"{state} {n}" for state, n in self.batch.items() if n)
+        return f"{line}\nbatch totals (every process): {batch or 'empty'}"
 
 
 async def run_bulk(
     conn: dict[str, Any], settings: dict[str, Any], printer: ResultPrinter
 ) -> BulkTally:
-    """Run ``submit_many``, printing each result as it comes and counting them."""
+    """Run ``submit_many``, printing each result as it comes and counting them (with a shared
+    ledger, the batch's totals too)."""
     tally = BulkTally()
     with BulkDisplay() as display:
-        async with ChutesSession.from_env(**session_settings(**conn)) as session:
-            check_credentials(session.auth_kind, creates_only=not settings["wait"])
-            async for result in session.submit_many(
-                inputs=printer.inputs.args,
-                progress=display.transfer,
-                on_job=lambda job: display.job_seen(job.job_id, job.state),
-                **settings,
-            ):
-                tally.add(result)
-                display.result_done(result.job_id, ok=result.ok)
-                printer.print(result)
+        shared = isinstance(settings["ledger"], str)  # a postgresql:// URL
+        over = asyncio.Event()
+        totals = (
+            asyncio.create_task(batch_totals(settings["ledger"], display, over)) if shared else None
+        )
+        try:
+            async with ChutesSession.from_env(**session_settings(**conn)) as session:
+                check_credentials(session.auth_kind, creates_only=not settings["wait"])
+                async for result in session.submit_many(
+                    inputs=printer.inputs.args,
+                    progress=display.transfer,
+                    on_job=lambda job: display.job_seen(job.job_id, job.state),
+                    **settings,
+                ):
+                    tally.add(result)
+                    display.result_done(result.job_id, ok=result.ok)
+                    printer.print(result)
+        except BaseException:
+            if totals is not None:
+                totals.cancel()
+                await asyncio.gather(totals, return_exceptions=True)
+            raise
+        if totals is not None:
+            over.set()
+            (batch,) = await asyncio.gather(totals, return_exceptions=True)
+            if isinstance(batch, BaseException):
+                say(f"warning: the batch's totals could not be read: {one_line(str(batch))}")
+            else:
+                tally.batch = batch
     return tally
+
+
+async def batch_totals(url: str, display: BulkDisplay, over: asyncio.Event) -> dict[str, int]:
+    """A shared batch's totals (every process's) on the live display every 2 seconds until
+    ``over`` is set; then the totals at that moment, per ledger state (zeros included)."""
+    from ..bulk.ledger import Ledger  # the ledger loads only when a bulk run starts
+
+    async with await Ledger.open(url) as book:
+        while not over.is_set():
+            if display.is_live:
+                counts = await book.counts()
+                display.show_batch({str(s): n for s, n in counts.items() if n})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(over.wait(), 2.0)
+        final = {str(state): n for state, n in (await book.counts()).items()}
+        if display.is_live:  # the last frame drawn shows the batch as this process ends
+            display.show_batch({state: n for state, n in final.items() if n})
+            display.refresh()
+        return final
 
 
 @command()
@@ -218,9 +269,11 @@ async def run_bulk(
 @click.option("--out", type=out_dir_type, default=None, help="Download outputs to DIR/<job_id>/.")
 @click.option(
     "--ledger",
-    type=click.Path(dir_okay=False, path_type=Path),
+    callback=ledger_target,
     default=None,
-    help="SQLite ledger: a re-run skips what was done and never creates a job twice.",
+    metavar="FILE|URL",
+    help="A SQLite file (a re-run skips what was done and never creates a job twice), or a "
+    "postgresql:// URL many processes share the batch through.",
 )
 @click.option(
     "--concurrency",
@@ -249,7 +302,7 @@ def bulk(
     method: str,
     inputs_source: str,
     out: Path | None,
-    ledger: Path | None,
+    ledger: str | Path | None,
     concurrency: int,
     wait: bool,
     timeout: float | None,
@@ -265,8 +318,10 @@ def bulk(
     Prints a line per result and a summary (--json: a JSON object per result, then
     {"summary": ...}). Results and errors name inputs by their line in --inputs, counted
     from 1 (blank lines are skipped but counted). On a terminal, live counters show on
-    stderr. Exit 1 if a job failed, 3 if an input was not submitted, its create's outcome is
-    unknown, or a wait/download failed.
+    stderr. With a postgresql:// --ledger, start the same command on many machines: they
+    share the batch, and the summary adds the batch's totals (every process's). Exit 1 if a
+    job failed, 3 if an input was not submitted, its create's outcome is unknown, or a
+    wait/download failed.
     """
     if out is not None and not wait:
         raise click.UsageError("--out downloads outputs, which needs --wait")

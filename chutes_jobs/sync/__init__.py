@@ -1,8 +1,8 @@
 """The blocking API, for scripts and notebooks: ``from chutes_jobs.sync import ChutesSession``.
 
 The same names as :mod:`chutes_jobs`, with the same parameters, return types, errors and
-docstrings; ``ChutesSession``, ``JobHandle``, ``BulkResult`` and ``run_and_report`` are
-blocking twins of the async ones (their methods are made from the async methods, so the two
+docstrings; ``ChutesSession``, ``JobHandle``, ``BulkResult``, ``Ledger`` and ``run_and_report``
+are blocking twins of the async ones (their methods are made from the async methods, so the two
 cannot drift), every other name is the very same object as in :mod:`chutes_jobs`::
 
     from chutes_jobs.sync import ChutesSession
@@ -56,6 +56,9 @@ from chutes_jobs import (
     JobState,
     JobTimeoutError,
     JobUnreadableError,
+    LedgerEntry,
+    LedgerState,
+    LedgerSummary,
     NotFoundError,
     OutputFile,
     OutputMissingError,
@@ -79,6 +82,7 @@ from chutes_jobs import (
     file_id_for,
 )
 
+from ._ledger import Ledger
 from ._session import BulkResult, ChutesSession, JobHandle, SyncJobFunction, run_and_report
 
 __all__ = [
@@ -108,6 +112,10 @@ __all__ = [
     "JobState",
     "JobTimeoutError",
     "JobUnreadableError",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerState",
+    "LedgerSummary",
     "NotFoundError",
     "OutputFile",
     "OutputMissingError",

@@ -71,22 +71,25 @@ class _Member(Generic[P, T]):
 
     def _function(self, owner: type[Any], name: str) -> Callable[..., Any]:
         source, convert = self._source, self._convert
+        # Called through the instance, so a subclass's override runs (the async Ledger's
+        # methods are abstract: each backend has its own).
+        called = source.__name__
         if self._kind == "blocking":
 
             def method(twin: Twin, /, *args: Any, **kwargs: Any) -> Any:
-                result = twin._loop.run(source(twin.aio, *args, **kwargs))
+                result = twin._loop.run(getattr(twin.aio, called)(*args, **kwargs))
                 return result if convert is None else convert(twin, result)
 
         elif self._kind == "iterating":
 
             def method(twin: Twin, /, *args: Any, **kwargs: Any) -> Any:
-                items = twin._loop.iterate(source(twin.aio, *args, **kwargs))
+                items = twin._loop.iterate(getattr(twin.aio, called)(*args, **kwargs))
                 return items if convert is None else _converted(items, convert, twin)
 
         else:
 
             def method(twin: Twin, /, *args: Any, **kwargs: Any) -> Any:
-                result = source(twin.aio, *args, **kwargs)
+                result = getattr(twin.aio, called)(*args, **kwargs)
                 return result if convert is None else convert(twin, result)
 
         method.__name__ = name

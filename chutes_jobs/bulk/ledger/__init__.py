@@ -1,21 +1,59 @@
 """The ledger of a ``submit_many`` run: its interface (:mod:`.base`) and its backends.
 
-:class:`Ledger` is the SQLite backend (:mod:`.sqlite`), the one ``submit_many(ledger=path)``
-opens. A second backend (PostgreSQL, say) is one more module implementing
-:class:`~.base.LedgerStore` with :func:`~.base.check_transition`.
+``await Ledger.open(target)`` opens a SQLite file (:mod:`.sqlite`, one process's, the default)
+or, for a ``postgresql://`` URL, a ledger many processes share (:mod:`.postgres`, extra
+``chutes-jobs[postgres]``). Both implement :class:`~.base.Ledger` and check every write with
+:func:`~.base.check_transition`.
 """
 
 from __future__ import annotations
 
-from .base import LedgerEntry, LedgerError, LedgerState, LedgerStore, check_transition
-from .sqlite import SCHEMA_VERSION, Ledger
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    Claimed,
+    Lease,
+    Ledger,
+    LedgerEntry,
+    LedgerError,
+    LedgerState,
+    LedgerStore,
+    LedgerSummary,
+    Pause,
+    SharedLedger,
+    WorkRule,
+    check_transition,
+    is_shared_url,
+)
+
+if TYPE_CHECKING:
+    from .sqlite import SCHEMA_VERSION, SqliteLedger
+
+
+def __getattr__(name: str) -> Any:
+    # The SQLite backend (sqlite3, its thread) loads on first use: the CLI's `ledger` commands
+    # are registered at start-up, and `chutes-jobs status` must not pay for it.
+    if name in ("SCHEMA_VERSION", "SqliteLedger"):
+        from . import sqlite
+
+        return getattr(sqlite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Claimed",
+    "Lease",
     "Ledger",
     "LedgerEntry",
     "LedgerError",
     "LedgerState",
     "LedgerStore",
+    "LedgerSummary",
+    "Pause",
+    "SharedLedger",
+    "SqliteLedger",
+    "WorkRule",
     "check_transition",
+    "is_shared_url",
 ]

@@ -1,9 +1,9 @@
 """The one thread that owns a SQLite connection and applies queued requests in batches.
 
 Every call is a request queued to that thread (the calls of one event-loop iteration are handed
-over together); the thread takes everything pending, runs all writes in ONE transaction (each in
-its own savepoint, so a refused or failing write affects only its caller), commits once, then
-resolves every caller on its event loop.
+over together); the thread takes everything pending, applies all writes in ONE transaction
+(``apply_writes`` makes sure a refused or failing write affects only its caller), commits once,
+then resolves every caller on its event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ...errors import LedgerError
+
 __all__ = ["DbThread", "Request", "close_if_opened"]
 
 _T = TypeVar("_T")
@@ -27,13 +29,18 @@ _Connection = sqlite3.Connection
 
 @attrs.define
 class Request(Generic[_T]):
-    work: Callable[[_Connection], _T]
+    """One call: a read (``work`` is a function of the connection) or a write (``work`` is
+    the backend's description of it, handed to ``apply_writes`` with the batch's others)."""
+
+    work: Any
     write: bool
     future: asyncio.Future[_T]
     loop: asyncio.AbstractEventLoop
 
 
 _Outcome = tuple["Request[Any]", Any, BaseException | None]
+#: Applies a batch's writes inside its transaction: one (result, error) per write, in order.
+ApplyWrites = Callable[[_Connection, list[Any]], list[tuple[Any, BaseException | None]]]
 
 
 def _settle(outcomes: Iterable[_Outcome]) -> None:
@@ -50,9 +57,16 @@ def _settle(outcomes: Iterable[_Outcome]) -> None:
 class DbThread:
     """The one thread that owns the connection and applies queued requests in batches."""
 
-    def __init__(self, path: str, max_batch: int, connect: Callable[[str], _Connection]) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_batch: int,
+        connect: Callable[[str], _Connection],
+        apply_writes: ApplyWrites,
+    ) -> None:
         self.path = path
         self._connect = connect
+        self._apply_writes = apply_writes
         self.max_batch = max_batch
         self.commits = 0
         self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -84,9 +98,29 @@ class DbThread:
     def _serve(self, conn: _Connection) -> None:
         while True:
             batch, stop = self._next_batch()
-            self._run_batch(conn, batch)
+            try:
+                self._run_batch(conn, batch)
+            except Exception as exc:
+                # Not an SQLite error (those are answered per caller): a bug, or a warning
+                # turned into an error. Fail this batch's callers and go on serving, so no
+                # caller waits forever on a thread that died.
+                self._fail_batch(conn, batch, exc)
             if stop:
                 return
+
+    def _fail_batch(self, conn: _Connection, batch: list[Request[Any]], exc: Exception) -> None:
+        """Answer every caller of ``batch`` with a LedgerError (whether its write was
+        committed is unknown) and leave the connection outside any transaction."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        error = f"ledger {self.path}: a request failed unexpectedly ({type(exc).__name__}: {exc})"
+        outcomes: list[_Outcome] = []
+        for request in batch:
+            failure = LedgerError(error)
+            failure.__cause__ = exc
+            outcomes.append((request, None, failure))
+        self._deliver(outcomes)
 
     def _next_batch(self) -> tuple[list[Request[Any]], bool]:
         """Block for requests, then take what else is pending, up to ``max_batch``; and
@@ -111,21 +145,32 @@ class DbThread:
         self._deliver(outcomes)
 
     def _commit_writes(self, conn: _Connection, writes: list[Request[Any]]) -> list[_Outcome]:
-        """All writes in one transaction, each in a savepoint; one commit for them all."""
+        """All writes in one transaction; one commit for them all."""
         try:
             conn.execute("BEGIN IMMEDIATE")
-            outcomes = [_run_in_savepoint(conn, r) for r in writes]
+            answers = self._apply_writes(conn, [r.work for r in writes])
             conn.execute("COMMIT")
         except sqlite3.Error:
             # The transaction itself failed (disk full, I/O error...): nothing of it was
             # committed. Retry each write alone so every caller gets its own answer.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [_run_alone(conn, r) for r in writes]
             self.commits += len(writes)
-            return outcomes
+            return [self._write_alone(conn, r) for r in writes]
         self.commits += 1
-        return outcomes
+        return [(r, *answer) for r, answer in zip(writes, answers, strict=True)]
+
+    def _write_alone(self, conn: _Connection, request: Request[Any]) -> _Outcome:
+        """One write in its own transaction."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            answer = self._apply_writes(conn, [request.work])[0]
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return request, None, exc
+        return (request, *answer)
 
     def _deliver(self, outcomes: list[_Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
@@ -136,26 +181,10 @@ class DbThread:
                 loop.call_soon_threadsafe(_settle, items)
 
 
-def _run_in_savepoint(conn: _Connection, request: Request[Any]) -> _Outcome:
-    conn.execute("SAVEPOINT write")
-    try:
-        result = request.work(conn)
-    except Exception as exc:
-        conn.execute("ROLLBACK TO write")
-        conn.execute("RELEASE write")
-        return request, None, exc
-    conn.execute("RELEASE write")
-    return request, result, None
-
-
 def _run_alone(conn: _Connection, request: Request[Any]) -> _Outcome:
-    """Run one request in its own transaction (a read, or a write retried alone)."""
+    """Run one read."""
     try:
-        if request.write:
-            conn.execute("BEGIN IMMEDIATE")
         result = request.work(conn)
-        if conn.in_transaction:
-            conn.execute("COMMIT")
     except Exception as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
