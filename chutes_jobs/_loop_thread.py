@@ -33,11 +33,11 @@ import asyncio
 import concurrent.futures
 import enum
 import logging
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, Generic, TypeVar
 
+from ._wakeup import Wakeup
 from .errors import BlockingCallError
 
 __all__ = ["CANCEL_WAIT", "LoopThread"]
@@ -50,8 +50,6 @@ T = TypeVar("T")
 CANCEL_WAIT: Final = 60.0
 #: Seconds of cleanup after which the waiting is announced (with how to stop it).
 _NOTICE_AFTER: Final = 1.0
-#: Seconds between checks for Ctrl-C while waiting, where a lock wait cannot be interrupted.
-_WAIT_SLICE: Final = 0.1
 #: Seconds :meth:`LoopThread.stop` waits for the thread to finish its loop's remaining tasks.
 STOP_WAIT: Final = 10.0
 
@@ -64,7 +62,7 @@ class _Call(Generic[T]):
     """One coroutine handed to the loop: its task there, its outcome for the waiting thread.
 
     The task's own step hands the outcome over (no done-callback round on the loop), through a
-    plain lock held until then: the lightest thing a thread can wait on and still be
+    :class:`~chutes_jobs._wakeup.Wakeup`: the cheapest thing a thread can wait on and still be
     interrupted by a signal.
     """
 
@@ -74,8 +72,7 @@ class _Call(Generic[T]):
         self.coro = coro
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[None] | None = None
-        self._done = threading.Lock()
-        self._done.acquire()
+        self._done = Wakeup()
         self._ended = False
         self._cancelled = False
         self._error: BaseException | None = None
@@ -119,7 +116,7 @@ class _Call(Generic[T]):
 
     def _end(self) -> None:
         self._ended = True
-        self._done.release()
+        self._done.set()
 
     # -- in the waiting thread -----------------------------------------------------------------
 
@@ -129,17 +126,14 @@ class _Call(Generic[T]):
 
     def wait(self, timeout: float = -1) -> bool:
         """Wait (interruptibly) until the call has ended; True if it has."""
-        if timeout < 0 and sys.platform == "win32":
-            # A lock wait is interrupted by Ctrl-C on POSIX only: elsewhere, wait in slices.
-            while not self._done.acquire(timeout=_WAIT_SLICE):
-                pass
-        elif not self._done.acquire(timeout=timeout):
-            return False
-        self._done.release()  # stays open for any later look
-        return True
+        return self._done.wait(timeout)
 
     def outcome(self) -> T:
-        """The result of an ended call, or its error raised (``CancelledError`` if cancelled)."""
+        """The result of an ended call, or its error raised (``CancelledError`` if cancelled).
+
+        The waiting is over: the call's wakeup goes back to its pool.
+        """
+        self._done.close()
         if self._cancelled:
             raise concurrent.futures.CancelledError
         if self._error is not None:
