@@ -239,7 +239,9 @@ class Transport:
             self.hooks,
             method,
             url,
-            route=lambda: route_template(method, path, self.base_url),
+            route_of=route_template,
+            target=path,
+            base_url=self.base_url,
             token=token is not None,
             call_kind=kind.value,
         )
@@ -328,7 +330,9 @@ class Transport:
             self.hooks,
             method,
             target,
-            route=lambda: route_template(method, target, self.base_url),
+            route_of=route_template,
+            target=target,
+            base_url=self.base_url,
             token=token is not None,
             call_kind=CallKind.TRANSFER.value,
         )
