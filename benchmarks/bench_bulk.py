@@ -354,7 +354,8 @@ def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
 
 @contextlib.contextmanager
 def _worker_process(tree: str, base_url: str) -> Iterator[subprocess.Popen[str]]:
-    env = {**os.environ, "PYTHONPATH": tree}
+    # One hash seed for every tree's process: one bias between processes less.
+    env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}
     command = [sys.executable, __file__, "worker", base_url]
     with subprocess.Popen(
         command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -389,10 +390,8 @@ def _print_hooks(
             f"{ratio(variant, 'cpu'):12.3f} {rss:14.1f}"
         )
     noop = ratio("no-op hook", "rate")
-    print(
-        f"\nno-op hook / hooks off = {noop:.3f} creates/s (target >= 0.95: "
-        f"{'met' if noop >= 0.95 else 'MISSED'})"
-    )
+    met = "met" if noop >= 0.95 else "MISSED"
+    print(f"\nno-op hook / hooks off = {noop:.3f} creates/s (target >= 0.95: {met})")
     if "today" in runs:
         print(f"hooks off / today = {1 / ratio('today', 'rate'):.3f} creates/s (target: ~1.0)")
 
