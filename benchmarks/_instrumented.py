@@ -1,13 +1,19 @@
-"""The instrumentation variants ``bench_bulk.py`` compares (imported by its client processes).
+"""The instrumentation variants ``bench_bulk.py`` compares, and its client processes.
 
-A client process switches between the variants of its package tree from run to run:
-:func:`set_up_hooks` installs a variant's hooks in place of the previous one's.
+A client process (:func:`worker_process`) serves runs (:func:`serve_runs`): for each line
+``VARIANT N`` it installs the variant's hooks in place of the previous one's
+(:func:`set_up_hooks`), makes ``N`` creates and answers one JSON line (:func:`run_in` sends
+the line and reads the answer).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +101,45 @@ def peak_rss_growth() -> Iterator[list[float]]:
     yield grown
     if before:
         grown[0] = (_vm("VmHWM") - before) / MIB
+
+
+def serve_runs(run: Callable[[int], tuple[float, float]]) -> None:
+    """Serve the runs asked on stdin: ``run(n)`` gives (creates/s, CPU us per create).
+
+    Each variant is warmed up on its first use; the answer holds the rate, the CPU per create
+    and the run's peak RSS growth.
+    """
+    warm: set[str] = set()
+    for line in sys.stdin:
+        variant, n = line.rsplit(" ", 1)
+        set_up_hooks(variant)
+        if variant not in warm:
+            run(min(int(n), 2000))
+            warm.add(variant)
+        with peak_rss_growth() as grown:
+            rate, cpu = run(int(n))
+        print(json.dumps({"rate": rate, "cpu": cpu, "rss_mib": grown[0]}), flush=True)
+
+
+@contextlib.contextmanager
+def worker_process(script: str, tree: str, base_url: str) -> Iterator[subprocess.Popen[str]]:
+    """``script worker BASE_URL`` running the package in ``tree``, its stdin and stdout piped."""
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = [sys.executable, script, "worker", base_url]
+    with subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+
+
+def run_in(worker: subprocess.Popen[str], variant: str, n: int) -> dict[str, float]:
+    """One run of ``n`` creates with ``variant``'s hooks in ``worker``: what it measured."""
+    assert worker.stdin is not None and worker.stdout is not None
+    worker.stdin.write(f"{variant} {n}\n")
+    worker.stdin.flush()
+    result: dict[str, float] = json.loads(worker.stdout.readline())
+    return result

@@ -301,35 +301,27 @@ HOOK_VARIANTS = ("hooks off", "default hooks (logging)", "no-op hook", "OpenTele
 
 
 def _worker(base_url: str) -> None:
-    """A client process serving runs: reads ``VARIANT N`` lines, answers a JSON line each.
+    """A client process serving runs of ``submit_many`` (see ``_instrumented.serve_runs``)."""
+    from _instrumented import serve_runs
 
-    The hooks are switched in this one process between runs, so every variant runs with the
-    same warm interpreter, allocator and imports; each variant is warmed up on first use.
-    """
-    from _instrumented import peak_rss_growth, set_up_hooks
-
-    warm: set[str] = set()
-    for line in sys.stdin:
-        variant, n = line.rsplit(" ", 1)
-        set_up_hooks(variant)
-        if variant not in warm:
-            measure(chutes_jobs_no_ledger, base_url, min(int(n), 2000))
-            warm.add(variant)
-        with peak_rss_growth() as grown:
-            rate, cpu = measure(chutes_jobs_no_ledger, base_url, int(n))
-        print(json.dumps({"rate": rate, "cpu": cpu, "rss_mib": grown[0]}), flush=True)
+    serve_runs(lambda n: measure(chutes_jobs_no_ledger, base_url, n))
 
 
 def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
     """creates/s of ``submit_many`` per instrumentation variant, side by side.
 
-    One long-lived client process per package tree (this one; ``--baseline``'s as "today")
-    runs every variant of its tree, the hooks switched between runs. Each round runs every
-    variant once, in an order rotated from round to round (no variant always runs first or
-    after the heaviest); a variant's ratio to "hooks off" is taken within each round (the
-    machine's load drifts between rounds, less within one) and the median of those ratios is
-    printed, with the median rate and CPU per create and the largest peak RSS growth of a run.
+    Each round starts a fresh client process per package tree (this one; ``--baseline``'s as
+    "today"), which runs every variant of its tree once, the hooks switched between runs, in
+    an order rotated from round to round (no variant always runs first or after the
+    heaviest). A variant's ratio to "hooks off" is taken within each round (the machine's load
+    drifts between rounds, less within one) and the median of those ratios is printed, with the
+    median rate and CPU per create and the largest peak RSS growth of a run. Fresh processes
+    each round, because one process runs a few percent faster or slower than another for as
+    long as it lives (its memory layout, its hash seed): "today" against "hooks off" compares
+    two processes, so that bias must change from round to round for the median to cancel it.
     """
+    from _instrumented import run_in, worker_process
+
     here = str(Path(__file__).resolve().parent.parent)
     trees = {variant: here for variant in HOOK_VARIANTS}
     if baseline is not None:
@@ -337,34 +329,16 @@ def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
     names = list(trees)
     runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in names}
     load_before = os.getloadavg()
-    with server("trivial") as (info, _), contextlib.ExitStack() as stack:
-        workers = {
-            tree: stack.enter_context(_worker_process(tree, info["base_url"]))
-            for tree in set(trees.values())
-        }
+    with server("trivial") as (info, _):
         for r in range(rounds):
-            for variant in names[r % len(names) :] + names[: r % len(names)]:
-                worker = workers[trees[variant]]
-                assert worker.stdin is not None and worker.stdout is not None
-                worker.stdin.write(f"{variant} {n}\n")
-                worker.stdin.flush()
-                runs[variant].append(json.loads(worker.stdout.readline()))
+            with contextlib.ExitStack() as stack:
+                workers = {
+                    tree: stack.enter_context(worker_process(__file__, tree, info["base_url"]))
+                    for tree in dict.fromkeys(trees.values())
+                }
+                for variant in names[r % len(names) :] + names[: r % len(names)]:
+                    runs[variant].append(run_in(workers[trees[variant]], variant, n))
     _print_hooks(runs, n, rounds, load_before)
-
-
-@contextlib.contextmanager
-def _worker_process(tree: str, base_url: str) -> Iterator[subprocess.Popen[str]]:
-    # One hash seed for every tree's process: one bias between processes less.
-    env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}
-    command = [sys.executable, __file__, "worker", base_url]
-    with subprocess.Popen(
-        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            yield proc
-        finally:
-            assert proc.stdin is not None
-            proc.stdin.close()
 
 
 def _print_hooks(
