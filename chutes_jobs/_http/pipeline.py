@@ -22,7 +22,7 @@ import enum
 import functools
 import ipaddress
 import json as jsonlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
@@ -246,10 +246,12 @@ class Transport:
             call_kind=kind.value,
         )
 
-        async def send(headers: dict[str, str], probe: RequestScope | None) -> Any:
+        def send(headers: dict[str, str], probe: RequestScope | None) -> Awaitable[Any]:
+            # The lane's coroutine itself, not one more coroutine wrapping it: every resumption
+            # of the attempt would go through that one too.
             if lane is not None:
-                return await _send_json_http1(lane, method, target, url, headers, body, probe)
-            return await self._send_json_aiohttp(method, target, url, headers, body, probe)
+                return _send_json_http1(lane, method, target, url, headers, body, probe)
+            return self._send_json_aiohttp(method, target, url, headers, body, probe)
 
         async def attempt(number: int) -> Any:
             headers = self._headers(method, auth=auth, body=body)
