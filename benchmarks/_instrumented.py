@@ -19,8 +19,7 @@ from typing import Any
 
 MIB = 1024 * 1024
 
-#: The OpenTelemetry hook of this process, made once (its SDK threads then run for every
-#: variant alike).
+#: The OpenTelemetry hook of this process, made on first use.
 _otel_hook: Any = None
 
 
@@ -34,14 +33,13 @@ def set_up_hooks(variant: str) -> None:
         return
     from chutes_jobs import instrumentation
 
-    otel_hook = _opentelemetry_hook()
     instrumentation.clear_hooks()
     if variant == "default hooks (logging)":
         instrumentation.reset_hooks()
     elif variant == "no-op hook":
         instrumentation.add_hook(_no_op)
     elif variant == "OpenTelemetry SDK":
-        instrumentation.add_hook(otel_hook)
+        instrumentation.add_hook(_opentelemetry_hook())
     elif variant != "hooks off":
         raise ValueError(f"unknown variant {variant!r}")
 

@@ -310,34 +310,36 @@ def _worker(base_url: str) -> None:
 def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
     """creates/s of ``submit_many`` per instrumentation variant, side by side.
 
-    Each round starts a fresh client process per package tree (this one; ``--baseline``'s as
-    "today"), which runs every variant of its tree once, the hooks switched between runs, in
-    an order rotated from round to round (no variant always runs first or after the
-    heaviest). A variant's ratio to "hooks off" is taken within each round (the machine's load
-    drifts between rounds, less within one) and the median of those ratios is printed, with the
-    median rate and CPU per create and the largest peak RSS growth of a run. Fresh processes
-    each round, because one process runs a few percent faster or slower than another for as
-    long as it lives (its memory layout, its hash seed): "today" against "hooks off" compares
-    two processes, so that bias must change from round to round for the median to cancel it.
+    Each round starts fresh client processes: one for the variants of this tree without
+    OpenTelemetry (the hooks switched between runs), one for OpenTelemetry (its SDK, imported
+    and running threads, must not weigh on the others), one for ``--baseline``'s tree
+    ("today"). The variants run in an order rotated from round to round (no variant always
+    runs first or after the heaviest). A variant's ratio to "hooks off" is taken within each
+    round (the machine's load drifts between rounds, less within one) and the median of those
+    ratios is printed, with the median rate and CPU per create and the largest peak RSS growth
+    of a run. Fresh processes each round, because one process runs a few percent faster or
+    slower than another for as long as it lives (its memory layout, its hash seed): that bias
+    must change from round to round for the median to cancel it.
     """
     from _instrumented import run_in, worker_process
 
     here = str(Path(__file__).resolve().parent.parent)
-    trees = {variant: here for variant in HOOK_VARIANTS}
+    #: variant -> the process it runs in: (its tree, which process of that tree)
+    homes = {v: (here, "otel" if v == "OpenTelemetry SDK" else "hooks") for v in HOOK_VARIANTS}
     if baseline is not None:
-        trees = {"today": str(Path(baseline).resolve()), **trees}
-    names = list(trees)
+        homes = {"today": (str(Path(baseline).resolve()), "today"), **homes}
+    names = list(homes)
     runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in names}
     load_before = os.getloadavg()
     with server("trivial") as (info, _):
         for r in range(rounds):
             with contextlib.ExitStack() as stack:
                 workers = {
-                    tree: stack.enter_context(worker_process(__file__, tree, info["base_url"]))
-                    for tree in dict.fromkeys(trees.values())
+                    home: stack.enter_context(worker_process(__file__, home[0], info["base_url"]))
+                    for home in dict.fromkeys(homes.values())
                 }
                 for variant in names[r % len(names) :] + names[: r % len(names)]:
-                    runs[variant].append(run_in(workers[trees[variant]], variant, n))
+                    runs[variant].append(run_in(workers[homes[variant]], variant, n))
     _print_hooks(runs, n, rounds, load_before)
 
 

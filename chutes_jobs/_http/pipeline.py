@@ -243,7 +243,7 @@ class Transport:
             target=path,
             base_url=self.base_url,
             token=token is not None,
-            call_kind=kind.value,
+            kind=kind,
         )
 
         def send(headers: dict[str, str], probe: RequestScope | None) -> Awaitable[Any]:
@@ -336,7 +336,7 @@ class Transport:
             target=target,
             base_url=self.base_url,
             token=token is not None,
-            call_kind=CallKind.TRANSFER.value,
+            kind=CallKind.TRANSFER,
         )
         if token is not None:
             target = target.update_query(token=token)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from types import TracebackType
@@ -21,7 +22,7 @@ import yarl
 
 from .._redact import REDACTED
 from ..errors import JobTimeoutError
-from ..models import JobState
+from ..models import Job, JobState
 from .events import (
     JobStateChanged,
     OperationEnded,
@@ -142,20 +143,20 @@ def request_observer(
     target: str | yarl.URL,
     base_url: yarl.URL,
     token: bool,
-    call_kind: str,
+    kind: enum.Enum,
 ) -> RequestScope | None:
     """The scope of one call's attempts, or None when no hook takes request events.
 
     ``url`` is the URL without its token (``token`` says whether one is added when sending).
-    The route is ``route_of(method, target, base_url)``, called only when a hook is there
-    (so a call without hooks makes no closure for it).
+    The route is ``route_of(method, target, base_url)`` and the call kind ``kind.value`` (a
+    :class:`~chutes_jobs.CallKind`), both worked out only when a hook is there.
     """
     sent_to, answered_to = hooks.of(RequestSent), hooks.of(RequestAnswered)
     if not sent_to and not answered_to:
         return None
     shown = url.update_query(token=REDACTED) if token else url
     route = route_of(method, target, base_url)
-    return RequestScope(sent_to, answered_to, method, shown, route, call_kind)
+    return RequestScope(sent_to, answered_to, method, shown, route, kind.value)
 
 
 # ----------------------------------------------------------------------------- operations
@@ -348,10 +349,9 @@ def notify_retry(
         emit(takers, event)
 
 
-def notify_state(
-    hooks: HookSet, job_id: str, from_state: JobState | None, to_state: JobState
-) -> None:
-    """A job handle saw ``job_id`` go from ``from_state`` to ``to_state``."""
+def notify_state(hooks: HookSet, job_id: str, from_state: JobState | None, job: Job) -> None:
+    """A job handle saw ``job_id`` go from ``from_state`` to ``job.state`` (``job``: the new
+    snapshot, its state read only when a hook takes the event)."""
     takers = hooks.of(JobStateChanged)
     if takers:
-        emit(takers, JobStateChanged(job_id, from_state, to_state))
+        emit(takers, JobStateChanged(job_id, from_state, job.state))
