@@ -23,7 +23,7 @@ run by a process of its own in the same rounds. ``--hooks-only`` runs only this 
 client's CPU shows on its own), with the client's and the emulator's CPU shares.
 
     /work/venv/bin/python benchmarks/bench_bulk.py [-n 20000] [--rounds 3] [--e2e]
-        [--hooks-only] [--baseline DIR]
+        [--hooks-only] [--baseline DIR] [--repeats K]
 """
 
 from __future__ import annotations
@@ -307,19 +307,20 @@ def _worker(base_url: str) -> None:
     serve_runs(lambda n: measure(chutes_jobs_no_ledger, base_url, n))
 
 
-def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
+def bench_hooks(n: int, rounds: int, baseline: str | None, repeats: int = 1) -> None:
     """creates/s of ``submit_many`` per instrumentation variant, side by side.
 
     Each round starts fresh client processes: one for the variants of this tree without
     OpenTelemetry (the hooks switched between runs), one for OpenTelemetry (its SDK, imported
     and running threads, must not weigh on the others), one for ``--baseline``'s tree
-    ("today"). The variants run in an order rotated from round to round (no variant always
-    runs first or after the heaviest). A variant's ratio to "hooks off" is taken within each
-    round (the machine's load drifts between rounds, less within one) and the median of those
-    ratios is printed, with the median rate and CPU per create and the largest peak RSS growth
-    of a run. Fresh processes each round, because one process runs a few percent faster or
-    slower than another for as long as it lives (its memory layout, its hash seed): that bias
-    must change from round to round for the median to cancel it.
+    ("today"). Each round runs every variant ``repeats`` times, one pass after the other, each
+    pass in an order rotated from the last (no variant always runs first or after the
+    heaviest). A variant's ratio to "hooks off" is taken within each pass (the machine's load
+    drifts between passes, less within one) and the median of those ratios is printed, with
+    the median rate and CPU per create and the largest peak RSS growth of a run. Fresh
+    processes each round, because one process runs a few percent faster or slower than another
+    for as long as it lives (its memory layout, its hash seed): that bias must change from
+    round to round for the median to cancel it.
     """
     from _instrumented import run_in, worker_process
 
@@ -338,9 +339,10 @@ def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
                     home: stack.enter_context(worker_process(__file__, home[0], info["base_url"]))
                     for home in dict.fromkeys(homes.values())
                 }
-                for variant in names[r % len(names) :] + names[: r % len(names)]:
-                    runs[variant].append(run_in(workers[homes[variant]], variant, n))
-    _print_hooks(runs, n, rounds, load_before)
+                for k in range(r * repeats, (r + 1) * repeats):
+                    for variant in names[k % len(names) :] + names[: k % len(names)]:
+                        runs[variant].append(run_in(workers[homes[variant]], variant, n))
+    _print_hooks(runs, n, rounds * repeats, load_before)
 
 
 def _print_hooks(
@@ -353,7 +355,7 @@ def _print_hooks(
 
     load = " / ".join(f"{x:.1f}" for x in load_before)
     after = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\ninstrumentation: submit_many, {n} creates per run, medians of {rounds} rounds")
+    print(f"\ninstrumentation: submit_many, {n} creates per run, medians of {rounds} passes")
     print(f"load average (1/5/15 min) before {load}, after {after}, on {os.cpu_count()} CPUs")
     header = f"{'variant':26} {'creates/s':>10} {'x hooks off':>12} {'CPU us/create':>14}"
     print(f"{header} {'x hooks off':>12} {'peak RSS+ MiB':>14}")
@@ -410,6 +412,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="creates per client run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="--hooks-only: passes per round (fresh processes)"
+    )
     parser.add_argument("--e2e", action="store_true", help="also 10,000 jobs on the emulator")
     parser.add_argument("--e2e-jobs", type=int, default=10_000)
     parser.add_argument("--hooks-only", action="store_true", help="only the instrumentation rows")
@@ -417,7 +422,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.hooks_only:
         bench_creates(args.n, args.rounds)
-    bench_hooks(args.n, args.rounds, args.baseline)
+    bench_hooks(args.n, args.rounds, args.baseline, args.repeats)
     if args.e2e:
         bench_e2e(args.e2e_jobs)
     return None
