@@ -3,7 +3,10 @@
 A client process (:func:`worker_process`) serves runs (:func:`serve_runs`): for each line
 ``VARIANT N`` it installs the variant's hooks in place of the previous one's
 (:func:`set_up_hooks`), makes ``N`` creates and answers one JSON line (:func:`run_in` sends
-the line and reads the answer).
+the line and reads the answer). The variant "today" runs an earlier tree's package, copied by
+:func:`baseline_package` under the name :data:`BASELINE` so that it can be imported beside
+this tree's (its modules import each other relatively; the bulk path imports no
+``chutes_jobs`` module by name).
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+#: The name the ``--baseline`` tree's package is imported under.
+BASELINE = "chutes_jobs_today"
 
 #: The OpenTelemetry hook of this process, made on first use.
 _otel_hook: Any = None
@@ -101,8 +108,9 @@ def peak_rss_growth() -> Iterator[list[float]]:
         grown[0] = (_vm("VmHWM") - before) / MIB
 
 
-def serve_runs(run: Callable[[int], tuple[float, float]]) -> None:
-    """Serve the runs asked on stdin: ``run(n)`` gives (creates/s, CPU us per create).
+def serve_runs(run: Callable[[int, str], tuple[float, float]]) -> None:
+    """Serve the runs asked on stdin: ``run(n, package)`` gives (creates/s, CPU us per create)
+    of ``n`` creates made with the package of that name.
 
     Each variant is warmed up on its first use; the answer holds the rate, the CPU per create
     and the run's peak RSS growth.
@@ -111,18 +119,32 @@ def serve_runs(run: Callable[[int], tuple[float, float]]) -> None:
     for line in sys.stdin:
         variant, n = line.rsplit(" ", 1)
         set_up_hooks(variant)
+        package = BASELINE if variant == "today" else "chutes_jobs"
         if variant not in warm:
-            run(min(int(n), 2000))
+            run(min(int(n), 2000), package)
             warm.add(variant)
         with peak_rss_growth() as grown:
-            rate, cpu = run(int(n))
+            rate, cpu = run(int(n), package)
         print(json.dumps({"rate": rate, "cpu": cpu, "rss_mib": grown[0]}), flush=True)
 
 
 @contextlib.contextmanager
-def worker_process(script: str, tree: str, base_url: str) -> Iterator[subprocess.Popen[str]]:
-    """``script worker BASE_URL`` running the package in ``tree``, its stdin and stdout piped."""
-    env = {**os.environ, "PYTHONPATH": tree}
+def baseline_package(tree: str | None) -> Iterator[str]:
+    """The PYTHONPATH of the client processes: this tree's, and a folder holding ``tree``'s
+    package as :data:`BASELINE` (when there is one)."""
+    here = str(Path(__file__).resolve().parent.parent)
+    if tree is None:
+        yield here
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as folder:
+        shutil.copytree(Path(tree) / "chutes_jobs", Path(folder) / BASELINE)
+        yield os.pathsep.join([here, folder])
+
+
+@contextlib.contextmanager
+def worker_process(script: str, path: str, base_url: str) -> Iterator[subprocess.Popen[str]]:
+    """``script worker BASE_URL`` with ``path`` as its PYTHONPATH, stdin and stdout piped."""
+    env = {**os.environ, "PYTHONPATH": path}
     command = [sys.executable, script, "worker", base_url]
     with subprocess.Popen(
         command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

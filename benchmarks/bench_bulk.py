@@ -14,10 +14,10 @@ JSON), side by side in one run:
 Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
 default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with
 OpenTelemetry on (the SDK, spans batched to an exporter that drops them, metrics read by a
-periodic reader into an exporter that drops them). One client process runs every variant, the
-hooks switched between runs, rounds interleaved with the order rotated. ``--baseline DIR`` adds
+periodic reader into an exporter that drops them). One client process runs the variants, the
+hooks switched between runs, passes interleaved with the order rotated. ``--baseline DIR`` adds
 a row for the package in DIR (an earlier tree, e.g. ``git archive <commit> | tar -x -C DIR``),
-run by a process of its own in the same rounds. ``--hooks-only`` runs only this part.
+imported in the same process under another name. ``--hooks-only`` runs only this part.
 
 ``--e2e``: 10,000 jobs end to end through ``submit_many`` on the emulator (in a subprocess, so the
 client's CPU shows on its own), with the client's and the emulator's CPU shares.
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import resource
@@ -200,8 +201,10 @@ async def httpx_client(base_url: str, n: int) -> None:
         await _workers(n, one)
 
 
-async def _submit_many(base_url: str, n: int, ledger: str | None) -> None:
-    import chutes_jobs as cj
+async def _submit_many(
+    base_url: str, n: int, ledger: str | None, package: str = "chutes_jobs"
+) -> None:
+    cj = importlib.import_module(package)
 
     async with cj.ChutesSession(base_url=base_url, api_key=API_KEY) as session:
         inputs = (_body(i) for i in range(n))
@@ -304,39 +307,43 @@ def _worker(base_url: str) -> None:
     """A client process serving runs of ``submit_many`` (see ``_instrumented.serve_runs``)."""
     from _instrumented import serve_runs
 
-    serve_runs(lambda n: measure(chutes_jobs_no_ledger, base_url, n))
+    def run(n: int, package: str) -> tuple[float, float]:
+        return measure(lambda url, n: _submit_many(url, n, None, package), base_url, n)
+
+    serve_runs(run)
 
 
 def bench_hooks(n: int, rounds: int, baseline: str | None, repeats: int = 1) -> None:
     """creates/s of ``submit_many`` per instrumentation variant, side by side.
 
-    Each round starts fresh client processes: one for the variants of this tree without
-    OpenTelemetry (the hooks switched between runs), one for OpenTelemetry (its SDK, imported
-    and running threads, must not weigh on the others), one for ``--baseline``'s tree
-    ("today"). Each round runs every variant ``repeats`` times, one pass after the other, each
-    pass in an order rotated from the last (no variant always runs first or after the
-    heaviest). A variant's ratio to "hooks off" is taken within each pass (the machine's load
-    drifts between passes, less within one) and the median of those ratios is printed, with
-    the median rate and CPU per create and the largest peak RSS growth of a run. Fresh
-    processes each round, because one process runs a few percent faster or slower than another
-    for as long as it lives (its memory layout, its hash seed): that bias must change from
-    round to round for the median to cancel it.
+    Each round starts two fresh client processes: one for OpenTelemetry (its SDK, imported
+    and running threads, must not weigh on the others), one for the other variants of this
+    tree (the hooks switched between runs) and ``--baseline``'s tree ("today"), imported in
+    that same process under another name: measured in two processes, the same two trees came
+    out 11% apart one way in one run and 23% the other way in the next. Each round runs every
+    variant ``repeats`` times, one pass after the other, each pass in an order rotated from the
+    last (no variant always runs first or after the heaviest). A variant's ratio to "hooks
+    off" is taken within each pass (the machine's load drifts between passes, less within
+    one) and the median of those ratios is printed, with the median rate and CPU per create
+    and the largest peak RSS growth of a run. Fresh processes each round, because one process
+    runs a few percent faster or slower than another for as long as it lives (its memory
+    layout, its hash seed): that bias must change from round to round for the median to
+    cancel it (it still weighs on OpenTelemetry's row).
     """
-    from _instrumented import run_in, worker_process
+    from _instrumented import baseline_package, run_in, worker_process
 
-    here = str(Path(__file__).resolve().parent.parent)
-    #: variant -> the process it runs in: (its tree, which process of that tree)
-    homes = {v: (here, "otel" if v == "OpenTelemetry SDK" else "hooks") for v in HOOK_VARIANTS}
+    #: variant -> the process it runs in
+    homes = {v: "otel" if v == "OpenTelemetry SDK" else "main" for v in HOOK_VARIANTS}
     if baseline is not None:
-        homes = {"today": (str(Path(baseline).resolve()), "today"), **homes}
+        homes = {"today": "main", **homes}
     names = list(homes)
     runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in names}
     load_before = os.getloadavg()
-    with server("trivial") as (info, _):
+    with server("trivial") as (info, _), baseline_package(baseline) as path:
         for r in range(rounds):
             with contextlib.ExitStack() as stack:
                 workers = {
-                    home: stack.enter_context(worker_process(__file__, home[0], info["base_url"]))
+                    home: stack.enter_context(worker_process(__file__, path, info["base_url"]))
                     for home in dict.fromkeys(homes.values())
                 }
                 for k in range(r * repeats, (r + 1) * repeats):
