@@ -156,7 +156,8 @@ def request_observer(
         return None
     shown = url.update_query(token=REDACTED) if token else url
     route = route_of(method, target, base_url)
-    return RequestScope(sent_to, answered_to, method, shown, route, kind.value)
+    # ``_value_``: the member's value as stored (``.value`` is a Python-level property).
+    return RequestScope(sent_to, answered_to, method, shown, route, kind._value_)
 
 
 # ----------------------------------------------------------------------------- operations
