@@ -17,14 +17,15 @@ before the interrupt goes on. Its cleanup therefore runs to its end: a download 
 ``.part``, ``submit_many`` records the creates under way and closes its ledger.
 
 Why not ``anyio.from_thread.start_blocking_portal``: measured side by side
-(``benchmarks/bench_sync.py``, calls interleaved), a portal call costs over twice as much
-(a call doing no I/O: 178 against 76 us median on a shared 2-core machine): it hops threads
-to spawn a task in the portal's task group, then back with the result, where this loop is woken
-once. And a cancelled portal call is cancelled again at every ``await`` until it ends (anyio's
-level cancellation), which cuts short the cleanup the library shields with ``asyncio.shield``
-(``submit_many``'s shutdown) or runs after ``Task.uncancel`` (``run_and_report``'s reporting).
-The price that stays is two thread wake-ups per call (the loop's, then the caller's), which
-the scheduler of a busy machine can delay.
+(``benchmarks/bench_sync.py``, calls interleaved), a portal call costs nearly three times as
+much (a call doing no I/O: 223-229 against 81-83 us median on a shared 2-core machine): it hops
+threads to spawn a task in the portal's task group, then back with the result, where this loop
+is woken once. And a cancelled portal call is cancelled again at every ``await`` until it ends
+(anyio's level cancellation), which cuts short the cleanup the library shields with
+``asyncio.shield`` (``submit_many``'s shutdown) or runs after ``Task.uncancel``
+(``run_and_report``'s reporting).
+The price that stays is two thread wake-ups per call (the loop's, then the caller's, through a
+:class:`~chutes_jobs._wakeup.Wakeup`), which the scheduler of a busy machine can delay.
 """
 
 from __future__ import annotations
