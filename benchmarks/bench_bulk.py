@@ -19,15 +19,16 @@ Default run, side by side in one run:
 Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
 default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with
 OpenTelemetry on (the SDK, spans batched to an exporter that drops them, metrics read by a
-periodic reader into an exporter that drops them); each row runs in a fresh subprocess, rounds
-interleaved. ``--baseline DIR`` adds a row for the package in DIR (an earlier tree, e.g.
-``git archive <commit> | tar -x -C DIR``) run the same way. ``--hooks-only`` runs only this part.
+periodic reader into an exporter that drops them). One client process runs the variants, the
+hooks switched between runs, passes interleaved with the order rotated. ``--baseline DIR`` adds
+a row for the package in DIR (an earlier tree, e.g. ``git archive <commit> | tar -x -C DIR``),
+imported in the same process under another name. ``--hooks-only`` runs only this part.
 
 ``--e2e``: 10,000 jobs end to end through ``submit_many`` on the emulator (in a subprocess, so the
 client's CPU shows on its own), with the client's and the emulator's CPU shares.
 
     /work/venv/bin/python benchmarks/bench_bulk.py [-n 20000] [--rounds 3] [--e2e]
-        [--hooks-only] [--baseline DIR] [--postgres URL] [--only clients|ledgers]
+        [--hooks-only] [--baseline DIR] [--repeats K] [--postgres URL] [--only clients|ledgers]
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -206,11 +207,17 @@ async def httpx_client(base_url: str, n: int) -> None:
 
 
 async def _submit_many(
-    base_url: str, n: int, ledger: str | None, api_key: str = API_KEY, chute: str = CHUTE
+    base_url: str,
+    n: int,
+    ledger: str | None,
+    api_key: str = API_KEY,
+    chute: str = CHUTE,
+    package: str = "chutes_jobs",
 ) -> int:
-    """``submit_many`` of ``n`` inputs; how many results this process got (all of them,
-    unless other processes share the batch through a PostgreSQL ledger)."""
-    import chutes_jobs as cj
+    """``submit_many`` of ``n`` inputs with the package ``package``; how many results this
+    process got (all of them, unless other processes share the batch through a PostgreSQL
+    ledger)."""
+    cj = importlib.import_module(package)
 
     async with cj.ChutesSession(base_url=base_url, api_key=api_key) as session:
         inputs = (_body(i) for i in range(n))
@@ -304,63 +311,53 @@ def bench_creates(n: int, rounds: int) -> None:
 HOOK_VARIANTS = ("hooks off", "default hooks (logging)", "no-op hook", "OpenTelemetry SDK")
 
 
-def _client_run(variant: str, base_url: str, n: int) -> None:
-    """One measured ``submit_many`` run in this subprocess; prints rate, CPU and peak RSS."""
-    from _instrumented import set_up_hooks
+def _worker(base_url: str) -> None:
+    """A client process serving runs of ``submit_many`` (see ``_instrumented.serve_runs``)."""
+    from _instrumented import serve_runs
 
-    set_up_hooks(variant)
-    measure(chutes_jobs_no_ledger, base_url, min(n, 2000))  # warm up
-    rate, cpu = measure(chutes_jobs_no_ledger, base_url, n)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rate": rate, "cpu": cpu, "rss_mib": rss}))
+    def run(n: int, package: str) -> tuple[float, float]:
+        return measure(lambda url, n: _submit_many(url, n, None, package=package), base_url, n)
 
-
-def _run_variant(variant: str, base_url: str, n: int, tree: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": tree}
-    command = [sys.executable, __file__, "client", variant, base_url, str(n)]
-    result: dict[str, float] = json.loads(subprocess.check_output(command, env=env))
-    return result
+    serve_runs(run)
 
 
-def bench_hooks(n: int, rounds: int, baseline: str | None) -> None:
+def bench_hooks(n: int, rounds: int, baseline: str | None, repeats: int = 1) -> None:
     """creates/s of ``submit_many`` per instrumentation variant, side by side.
 
-    Each round runs every variant once, one after the other; a variant's ratio to "hooks off"
-    is taken within each round (the machine's load changes between rounds, less within one)
-    and the median of those ratios is printed, with the median rate and CPU per create.
+    Each round starts two fresh client processes: one for OpenTelemetry (its SDK, imported
+    and running threads, must not weigh on the others), one for the other variants of this
+    tree (the hooks switched between runs) and ``--baseline``'s tree ("today"), imported in
+    that same process under another name: measured in two processes, the same two trees came
+    out 11% apart one way in one run and 23% the other way in the next. Each round runs every
+    variant ``repeats`` times, one pass after the other, each pass in an order rotated from the
+    last (no variant always runs first or after the heaviest). A variant's ratio to "hooks
+    off" is taken within each pass (the machine's load drifts between passes, less within
+    one) and the median of those ratios is printed, with the median rate and CPU per create
+    and the largest peak RSS growth of a run. Fresh processes each round, because one process
+    runs a few percent faster or slower than another for as long as it lives (its memory
+    layout, its hash seed): that bias must change from round to round for the median to
+    cancel it (it still weighs on OpenTelemetry's row).
     """
-    here = str(Path(__file__).resolve().parent.parent)
-    trees = {variant: here for variant in HOOK_VARIANTS}
+    from _instrumented import baseline_package, print_hooks, run_in, worker_process
+
+    #: variant -> the process it runs in
+    homes = {v: "otel" if v == "OpenTelemetry SDK" else "main" for v in HOOK_VARIANTS}
     if baseline is not None:
-        trees = {"today": str(Path(baseline).resolve()), **trees}
-    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in trees}
-    with server("trivial") as (info, _):
-        for _ in range(rounds):
-            for variant, tree in trees.items():
-                runs[variant].append(_run_variant(variant, info["base_url"], n, tree))
-    off = runs["hooks off"]
-
-    def ratio(variant: str, key: str) -> float:
-        return statistics.median(r[key] / o[key] for r, o in zip(runs[variant], off, strict=True))
-
-    print(f"\ninstrumentation: submit_many, {n} creates per run, medians of {rounds} rounds")
-    header = f"{'variant':26} {'creates/s':>10} {'x hooks off':>12} {'CPU us/create':>14}"
-    print(f"{header} {'x hooks off':>12} {'peak MiB':>9}")
-    for variant, measured in runs.items():
-        rate = statistics.median(r["rate"] for r in measured)
-        cpu = statistics.median(r["cpu"] for r in measured)
-        rss = max(r["rss_mib"] for r in measured)
-        print(
-            f"{variant:26} {rate:10.0f} {ratio(variant, 'rate'):12.3f} {cpu:14.1f} "
-            f"{ratio(variant, 'cpu'):12.3f} {rss:9.1f}"
-        )
-    print(
-        f"\nno-op hook / hooks off = {ratio('no-op hook', 'rate'):.3f} creates/s (target >= 0.95)"
-    )
-    if "today" in runs:
-        print(
-            f"hooks off / today = {1 / ratio('today', 'rate'):.3f} creates/s (target: within noise)"
-        )
+        homes = {"today": "main", **homes}
+    names = list(homes)
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in names}
+    load_before = os.getloadavg()
+    with server("trivial") as (info, _), baseline_package(baseline) as path:
+        for r in range(rounds):
+            with contextlib.ExitStack() as stack:
+                workers = {
+                    home: stack.enter_context(worker_process(__file__, path, info["base_url"]))
+                    for home in dict.fromkeys(homes.values())
+                }
+                for k in range(r * repeats, (r + 1) * repeats):
+                    for variant in names[k % len(names) :] + names[: k % len(names)]:
+                        runs[variant].append(run_in(workers[homes[variant]], variant, n))
+    print_hooks(runs, n, rounds * repeats, load_before)
 
 
 def bench_e2e(n: int) -> None:
@@ -397,15 +394,18 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "serve":
         kind = sys.argv[2]
         return _serve_trivial() if kind == "trivial" else _serve_emulator(kind.endswith("only"))
-    if len(sys.argv) == 5 and sys.argv[1] == "client":
-        return _client_run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) == 7 and sys.argv[1] == "client":
         from _bulk_ledgers import ledger_client
 
         return ledger_client(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6])
+    if len(sys.argv) == 3 and sys.argv[1] == "worker":
+        return _worker(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="creates per client run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="--hooks-only: passes per round (fresh processes)"
+    )
     parser.add_argument("--e2e", action="store_true", help="also 10,000 jobs on the emulator")
     parser.add_argument("--e2e-jobs", type=int, default=10_000)
     parser.add_argument("--hooks-only", action="store_true", help="only the instrumentation rows")
@@ -414,11 +414,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("clients", "ledgers"), default=None)
     args = parser.parse_args()
     if args.hooks_only:
-        bench_hooks(args.n, args.rounds, args.baseline)
+        bench_hooks(args.n, args.rounds, args.baseline, args.repeats)
         return
     if args.only != "ledgers":
         bench_creates(args.n, args.rounds)
-        bench_hooks(args.n, args.rounds, args.baseline)
+        bench_hooks(args.n, args.rounds, args.baseline, args.repeats)
     if args.only != "clients":
         import _pg
         from _bulk_ledgers import bench_ledgers

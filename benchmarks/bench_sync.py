@@ -1,7 +1,7 @@
 """The blocking API's price: ``chutes_jobs.sync`` against the async API (a script, not a test).
 
     /work/venv/bin/python benchmarks/bench_sync.py [--creates 2000] [--downloads 200]
-        [--size-mib 4] [--calls 20000] [--rounds 5] [--memory-runs 3] [--dir DIR]
+        [--size-mib 4] [--calls 20000] [--rounds 5] [--memory-runs 5] [--dir DIR]
 
 The emulator (``python -m chutes_jobs.emulator``) runs in a subprocess, so it does not share
 the measured clients' GIL. Three clients, each with one session:
@@ -26,10 +26,12 @@ drifts alike for all (on a shared machine, runs minutes apart differ by 30-50%):
 
 Memory: each client then runs phases 1 and 2 alone in a subprocess of its own, on a fresh
 emulator, and reports the peak RSS growth of each phase (VmHWM after a reset), ``--memory-runs``
-times; the median is printed (one run's download figure swings by +-20 MiB).
+times, the clients' runs interleaved; the median is printed, and the range of the runs (one
+run's download figure swings by +-20 MiB).
 
-Printed: mean and median time per call of each client, the ratio to ``async`` (target: sync
-<= 1.10x), the peak RSS growth (target: sync <= async + 10 MiB).
+Printed: the load average before and after; mean and median time per call of each client, and
+their ratios to ``async`` (target: sync <= 1.10x, judged on the mean: the total time of the
+calls); the peak RSS growth (target: sync <= async + 10 MiB, judged on the medians).
 """
 
 from __future__ import annotations
@@ -303,7 +305,7 @@ def main() -> None:
     parser.add_argument("--downloads", type=int, default=200)
     parser.add_argument("--size-mib", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--memory-runs", type=int, default=3)
+    parser.add_argument("--memory-runs", type=int, default=5)
     parser.add_argument("--dir", help="folder for the files (default: a temp dir on disk)")
     args = parser.parse_args()
     clients = [c for c in CLIENTS if c != "anyio portal" or importlib.util.find_spec("anyio")]
@@ -315,6 +317,7 @@ def main() -> None:
         "rounds": args.rounds,
         "size": args.size_mib * MIB,
     }
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
         times = in_subprocess("interleaved", spec, Path(tmp))
         runs = [
@@ -324,21 +327,24 @@ def main() -> None:
         ]
         memory = {
             name: {
-                phase: statistics.median(run[phase] for run in runs[i :: len(clients)])
+                phase: [run[phase] for run in runs[i :: len(clients)]]
                 for phase in ("create", "download")
             }
             for i, name in enumerate(clients)
         }
-    report(times, memory, args)
+    report(times, memory, args, load_before)
 
 
-def report(times: dict[str, Any], memory: dict[str, Any], args: argparse.Namespace) -> None:
-    load = os.getloadavg()[0]
+def report(
+    times: dict[str, Any], memory: dict[str, Any], args: argparse.Namespace, load_before: Any
+) -> None:
+    loads = " / ".join(f"{x:.1f}" for x in load_before)
+    after = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\n{args.calls} no-I/O calls and {args.creates} sequential create_job (alternating "
         f"clients call by call), {args.rounds} rounds of {args.downloads} concurrent downloads "
         f"of {args.size_mib} MiB (alternating round by round); emulator in a subprocess; "
-        f"load average {load:.1f} on {os.cpu_count()} CPUs"
+        f"load average (1/5/15 min) before {loads}, after {after}, on {os.cpu_count()} CPUs"
     )
     units = {"call": ("us", 1e6), "create": ("us", 1e6), "download": ("ms", 1e3)}
     head = f"{'':<22}" + "".join(f"{name:>14}" for name in times["call"])
@@ -354,11 +360,21 @@ def report(times: dict[str, Any], memory: dict[str, Any], args: argparse.Namespa
             )
     print(f"\n{'peak RSS growth (MiB)':<22}" + head[22:])
     for phase in ("create", "download"):
-        print(f"  {phase:<20}" + "".join(f"{memory[n][phase] / MIB:>14.1f}" for n in memory))
+        row = {n: [x / MIB for x in memory[n][phase]] for n in memory}
+        print(
+            f"  {phase + ' median':<20}"
+            + "".join(f"{statistics.median(row[n]):>14.1f}" for n in row)
+        )
+        print(
+            f"  {phase + ' range':<20}"
+            + "".join(f"{f'{min(row[n]):.0f} to {max(row[n]):.0f}':>14}" for n in row)
+        )
     print("\ntargets (sync against async):")
     for phase in ("create", "download"):
         ratio = statistics.fmean(times[phase]["sync"]) / statistics.fmean(times[phase]["async"])
-        extra = (memory["sync"][phase] - memory["async"][phase]) / MIB
+        extra = (
+            statistics.median(memory["sync"][phase]) - statistics.median(memory["async"][phase])
+        ) / MIB
         print(
             f"  {phase:<9} mean time per call x{ratio:.3f} (target <= {TARGET_RATIO}: "
             f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}), peak RSS {extra:+.1f} MiB "

@@ -17,14 +17,15 @@ before the interrupt goes on. Its cleanup therefore runs to its end: a download 
 ``.part``, ``submit_many`` records the creates under way and closes its ledger.
 
 Why not ``anyio.from_thread.start_blocking_portal``: measured side by side
-(``benchmarks/bench_sync.py``, calls interleaved), a portal call costs over twice as much
-(a call doing no I/O: 178 against 76 us median on a shared 2-core machine): it hops threads
-to spawn a task in the portal's task group, then back with the result, where this loop is woken
-once. And a cancelled portal call is cancelled again at every ``await`` until it ends (anyio's
-level cancellation), which cuts short the cleanup the library shields with ``asyncio.shield``
-(``submit_many``'s shutdown) or runs after ``Task.uncancel`` (``run_and_report``'s reporting).
-The price that stays is two thread wake-ups per call (the loop's, then the caller's), which
-the scheduler of a busy machine can delay.
+(``benchmarks/bench_sync.py``, calls interleaved), a portal call costs nearly three times as
+much (a call doing no I/O: 223-229 against 81-83 us median on a shared 2-core machine): it hops
+threads to spawn a task in the portal's task group, then back with the result, where this loop
+is woken once. And a cancelled portal call is cancelled again at every ``await`` until it ends
+(anyio's level cancellation), which cuts short the cleanup the library shields with
+``asyncio.shield`` (``submit_many``'s shutdown) or runs after ``Task.uncancel``
+(``run_and_report``'s reporting).
+The price that stays is two thread wake-ups per call (the loop's, then the caller's, through a
+:class:`~chutes_jobs._wakeup.Wakeup`), which the scheduler of a busy machine can delay.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import asyncio
 import concurrent.futures
 import enum
 import logging
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, Generic, TypeVar
 
+from ._wakeup import Wakeup
 from .errors import BlockingCallError
 
 __all__ = ["CANCEL_WAIT", "LoopThread"]
@@ -50,8 +51,6 @@ T = TypeVar("T")
 CANCEL_WAIT: Final = 60.0
 #: Seconds of cleanup after which the waiting is announced (with how to stop it).
 _NOTICE_AFTER: Final = 1.0
-#: Seconds between checks for Ctrl-C while waiting, where a lock wait cannot be interrupted.
-_WAIT_SLICE: Final = 0.1
 #: Seconds :meth:`LoopThread.stop` waits for the thread to finish its loop's remaining tasks.
 STOP_WAIT: Final = 10.0
 
@@ -64,7 +63,7 @@ class _Call(Generic[T]):
     """One coroutine handed to the loop: its task there, its outcome for the waiting thread.
 
     The task's own step hands the outcome over (no done-callback round on the loop), through a
-    plain lock held until then: the lightest thing a thread can wait on and still be
+    :class:`~chutes_jobs._wakeup.Wakeup`: the cheapest thing a thread can wait on and still be
     interrupted by a signal.
     """
 
@@ -74,8 +73,7 @@ class _Call(Generic[T]):
         self.coro = coro
         self.loop: asyncio.AbstractEventLoop | None = None
         self.task: asyncio.Task[None] | None = None
-        self._done = threading.Lock()
-        self._done.acquire()
+        self._done = Wakeup()
         self._ended = False
         self._cancelled = False
         self._error: BaseException | None = None
@@ -119,7 +117,7 @@ class _Call(Generic[T]):
 
     def _end(self) -> None:
         self._ended = True
-        self._done.release()
+        self._done.set()
 
     # -- in the waiting thread -----------------------------------------------------------------
 
@@ -129,17 +127,14 @@ class _Call(Generic[T]):
 
     def wait(self, timeout: float = -1) -> bool:
         """Wait (interruptibly) until the call has ended; True if it has."""
-        if timeout < 0 and sys.platform == "win32":
-            # A lock wait is interrupted by Ctrl-C on POSIX only: elsewhere, wait in slices.
-            while not self._done.acquire(timeout=_WAIT_SLICE):
-                pass
-        elif not self._done.acquire(timeout=timeout):
-            return False
-        self._done.release()  # stays open for any later look
-        return True
+        return self._done.wait(timeout)
 
     def outcome(self) -> T:
-        """The result of an ended call, or its error raised (``CancelledError`` if cancelled)."""
+        """The result of an ended call, or its error raised (``CancelledError`` if cancelled).
+
+        The waiting is over: the call's wakeup goes back to its pool.
+        """
+        self._done.close()
         if self._cancelled:
             raise concurrent.futures.CancelledError
         if self._error is not None:

@@ -61,7 +61,7 @@ async def create_job(
         decode=as_job("POST", path),
     )
     log.info("created job %s on chute %s method %s", job.job_id, chute_id, method)
-    notify_state(session.hooks, job.job_id, None, job.state)
+    notify_state(session.hooks, job.job_id, None, job)
     return JobHandle(session, job.job_id, job=job)
 
 
@@ -120,7 +120,7 @@ class JobHandle:
         previous, self._job = self._job, job
         if previous is None or previous.state is not job.state:
             was = None if previous is None else previous.state
-            notify_state(self._session.hooks, self._id, was, job.state)
+            notify_state(self._session.hooks, self._id, was, job)
         return job
 
     # -- user side ---------------------------------------------------------------------------

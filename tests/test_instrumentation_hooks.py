@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import pytest_asyncio
 
@@ -356,3 +357,19 @@ async def test_a_quiet_logger_costs_no_request_event(
         caplog.set_level(logging.DEBUG, logger="chutes_jobs")
         await job.refresh()
     assert len(built) == 1
+
+
+@pytest.mark.parametrize("name", ALL_EVENTS)
+def test_every_event_is_immutable_and_equal_by_value(name: str) -> None:
+    """A hook cannot change what the hooks after it see, nor add to it (the classes keep
+    their fields in a ``__dict__``, which must not make them writable)."""
+    cls = getattr(ins, name)
+    values = {field.name: f"value of {field.name}" for field in attrs.fields(cls)}
+    event = cls(**values)
+    assert event == cls(**values) and hash(event) == hash(cls(**values))
+    for attribute in (next(iter(values)), "added"):
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            setattr(event, attribute, 1)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del event.__dict__
+    assert attrs.asdict(event) == values

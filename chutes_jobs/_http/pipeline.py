@@ -22,7 +22,7 @@ import enum
 import functools
 import ipaddress
 import json as jsonlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
@@ -239,15 +239,19 @@ class Transport:
             self.hooks,
             method,
             url,
-            route=lambda: route_template(method, path, self.base_url),
+            route_of=route_template,
+            target=path,
+            base_url=self.base_url,
             token=token is not None,
-            call_kind=kind.value,
+            kind=kind,
         )
 
-        async def send(headers: dict[str, str], probe: RequestScope | None) -> Any:
+        def send(headers: dict[str, str], probe: RequestScope | None) -> Awaitable[Any]:
+            # The lane's coroutine itself, not one more coroutine wrapping it: every resumption
+            # of the attempt would go through that one too.
             if lane is not None:
-                return await _send_json_http1(lane, method, target, url, headers, body, probe)
-            return await self._send_json_aiohttp(method, target, url, headers, body, probe)
+                return _send_json_http1(lane, method, target, url, headers, body, probe)
+            return self._send_json_aiohttp(method, target, url, headers, body, probe)
 
         async def attempt(number: int) -> Any:
             headers = self._headers(method, auth=auth, body=body)
@@ -328,9 +332,11 @@ class Transport:
             self.hooks,
             method,
             target,
-            route=lambda: route_template(method, target, self.base_url),
+            route_of=route_template,
+            target=target,
+            base_url=self.base_url,
             token=token is not None,
-            call_kind=CallKind.TRANSFER.value,
+            kind=CallKind.TRANSFER,
         )
         if token is not None:
             target = target.update_query(token=token)

@@ -26,12 +26,14 @@ class RunCounters:
     def __init__(self, hooks: HookSet) -> None:
         self.hooks = hooks
         self.run = next(_runs)
-        self.counts = dict.fromkeys(BulkOutcome, 0)
+        #: Results per outcome, keyed by the outcome's value: hashing an enum member is a
+        #: Python-level call (``Enum.__hash__``), and this counts every result of a run.
+        self.counts = {outcome._value_: 0 for outcome in BulkOutcome}
         self._due = 0.0
 
     def add(self, outcome: BulkOutcome, taken: int) -> None:
         """One more result of ``outcome``; ``taken`` inputs were read so far."""
-        self.counts[outcome] += 1
+        self.counts[outcome._value_] += 1
         if takers := self.hooks.of(BulkCounters):
             now = time.monotonic()
             if now >= self._due:
@@ -46,6 +48,7 @@ class RunCounters:
     def snapshot(self, taken: int, *, final: bool) -> BulkCounters:
         counts, o = self.counts, BulkOutcome
         return BulkCounters(
-            self.run, taken, counts[o.SUBMITTED], counts[o.FINISHED], counts[o.FAILED],
-            counts[o.DOWNLOADED], counts[o.NOT_SUBMITTED], counts[o.UNKNOWN], final,
+            self.run, taken, counts[o.SUBMITTED.value], counts[o.FINISHED.value],
+            counts[o.FAILED.value], counts[o.DOWNLOADED.value], counts[o.NOT_SUBMITTED.value],
+            counts[o.UNKNOWN.value], final,
         )  # fmt: skip

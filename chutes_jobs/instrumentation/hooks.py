@@ -212,7 +212,9 @@ def close_scopes(hooks: tuple[Hook, ...], event: Event, managers: _Managers | No
             hook(event)
         except Exception:
             hook_failed(hook, event)
-    for hook, manager in reversed(managers or ()):
+    if managers is None:
+        return
+    for hook, manager in reversed(managers):
         try:
             manager.__exit__(None, None, None)
         except Exception:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import enum
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeAlias
 
 import yarl
 
 from .._redact import REDACTED
 from ..errors import JobTimeoutError
-from ..models import JobState
+from ..models import Job, JobState
 from .events import (
     JobStateChanged,
     OperationEnded,
@@ -107,9 +108,11 @@ class RequestScope:
         return self
 
     def __enter__(self) -> RequestScope:
-        self._sent = RequestSent(self.method, self.route, self.url, self.number, self.call_kind)
-        self._managers = open_scopes(self.sent_to, self._sent)
-        self._started = time.perf_counter()
+        self._sent = sent = RequestSent(
+            self.method, self.route, self.url, self.number, self.call_kind
+        )
+        self._managers = open_scopes(self.sent_to, sent)
+        self._started = perf_counter()
         return self
 
     def __exit__(
@@ -118,7 +121,7 @@ class RequestScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        duration = time.perf_counter() - self._started
+        duration = perf_counter() - self._started
         if exc is None:
             answered = RequestAnswered(self._sent, self.status, duration, None)
         else:
@@ -127,25 +130,34 @@ class RequestScope:
         close_scopes(self.answered_to, answered, self._managers)
 
 
+#: Gives the route template of ``method target`` under ``base_url`` (``_http.routes``).
+RouteOf: TypeAlias = Callable[[str, "str | yarl.URL", yarl.URL], "str | None"]
+
+
 def request_observer(
     hooks: HookSet,
     method: str,
     url: yarl.URL,
     *,
-    route: Callable[[], str | None],
+    route_of: RouteOf,
+    target: str | yarl.URL,
+    base_url: yarl.URL,
     token: bool,
-    call_kind: str,
+    kind: enum.Enum,
 ) -> RequestScope | None:
     """The scope of one call's attempts, or None when no hook takes request events.
 
-    ``url`` is the URL without its token (``token`` says whether one is added when sending);
-    ``route`` is called only when a hook is there.
+    ``url`` is the URL without its token (``token`` says whether one is added when sending).
+    The route is ``route_of(method, target, base_url)`` and the call kind ``kind.value`` (a
+    :class:`~chutes_jobs.CallKind`), both worked out only when a hook is there.
     """
     sent_to, answered_to = hooks.of(RequestSent), hooks.of(RequestAnswered)
     if not sent_to and not answered_to:
         return None
     shown = url.update_query(token=REDACTED) if token else url
-    return RequestScope(sent_to, answered_to, method, shown, route(), call_kind)
+    route = route_of(method, target, base_url)
+    # ``_value_``: the member's value as stored (``.value`` is a Python-level property).
+    return RequestScope(sent_to, answered_to, method, shown, route, kind._value_)
 
 
 # ----------------------------------------------------------------------------- operations
@@ -183,7 +195,7 @@ class OperationScope:
         if started_to or ended_to:
             self._started = OperationStarted(*self._identity)
             self._managers = open_scopes(started_to, self._started)
-            self._started_at = time.perf_counter()
+            self._started_at = perf_counter()
         return self
 
     def __exit__(
@@ -195,7 +207,7 @@ class OperationScope:
         if self._started is None:
             return
         outcome = self.outcome or ("ok" if exc is None else _outcome_of(exc))
-        duration = time.perf_counter() - self._started_at
+        duration = perf_counter() - self._started_at
         ended = OperationEnded(self._started, outcome, duration, error_type_of(exc))
         close_scopes(self._hooks.of(OperationEnded), ended, self._managers)
 
@@ -248,7 +260,7 @@ class TransferWatch(OperationScope):
 
     async def __aenter__(self) -> Self:
         self.__enter__()
-        self._began = time.perf_counter()
+        self._began = perf_counter()
         if self._ended_to and self._measure is not None:
             try:
                 self._start_size = await self._measure()
@@ -289,7 +301,7 @@ class TransferWatch(OperationScope):
             str(self._path),
             moved,
             size,
-            time.perf_counter() - self._began,
+            perf_counter() - self._began,
             self.resumed_from,
             error_type_of(error),
         )
@@ -338,10 +350,9 @@ def notify_retry(
         emit(takers, event)
 
 
-def notify_state(
-    hooks: HookSet, job_id: str, from_state: JobState | None, to_state: JobState
-) -> None:
-    """A job handle saw ``job_id`` go from ``from_state`` to ``to_state``."""
+def notify_state(hooks: HookSet, job_id: str, from_state: JobState | None, job: Job) -> None:
+    """A job handle saw ``job_id`` go from ``from_state`` to ``job.state`` (``job``: the new
+    snapshot, its state read only when a hook takes the event)."""
     takers = hooks.of(JobStateChanged)
     if takers:
-        emit(takers, JobStateChanged(job_id, from_state, to_state))
+        emit(takers, JobStateChanged(job_id, from_state, job.state))
