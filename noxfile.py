@@ -76,10 +76,15 @@ def _expose_interpreters() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for version in PYTHONS:
         link = folder / f"python{version}"
-        link.unlink(missing_ok=True)
         found = _find_interpreter(version)
-        if found is not None:
-            link.symlink_to(found)
+        if found is None:
+            link.unlink(missing_ok=True)
+            continue
+        # Made aside and renamed into place: ``.ci/run`` starts several nox at once.
+        fresh = folder / f".python{version}.{os.getpid()}"
+        fresh.unlink(missing_ok=True)
+        fresh.symlink_to(found)
+        fresh.replace(link)
     os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
