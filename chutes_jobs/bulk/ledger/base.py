@@ -26,6 +26,7 @@ different data is refused.
 from __future__ import annotations
 
 import abc
+import json
 import os
 from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -51,6 +52,7 @@ __all__ = [
     "allowed_from",
     "check_transition",
     "columns_set",
+    "entry_of",
     "is_shared_url",
     "must_match",
 ]
@@ -78,6 +80,23 @@ class LedgerEntry:
     paths: Mapping[str, str] | None = attrs.field(converter=_freeze_paths, hash=False)
     updated_at: float
     owner: str | None = None
+
+
+def entry_of(row: Sequence[Any]) -> LedgerEntry:
+    """A :class:`LedgerEntry` from a row (either backend): key, input_index, state, job_id,
+    outcome, error, paths (JSON text or None), updated_at, and owner where the row has one."""
+    key, index, state, job_id, outcome, error, paths, updated_at, *owner = row
+    return LedgerEntry(
+        key=key,
+        input_index=index,
+        state=LedgerState(state),
+        job_id=job_id,
+        outcome=outcome,
+        error=error,
+        paths=None if paths is None else json.loads(paths),
+        updated_at=updated_at,
+        owner=owner[0] if owner else None,
+    )
 
 
 @attrs.frozen

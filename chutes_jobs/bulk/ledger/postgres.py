@@ -49,9 +49,10 @@ from .base import (
     Pause,
     SharedLedger,
     WorkRule,
+    entry_of,
 )
 from .postgres_schema import LEDGER, META, PAUSE, migrate
-from .postgres_writer import ROW_COLUMNS, PgWrite, PgWriter, entry_of
+from .postgres_writer import ROW_COLUMNS, PgWrite, PgWriter
 
 __all__ = ["DEFAULT_LEASE", "PostgresLedger"]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -29,10 +28,17 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ...errors import LeaseLostError, LedgerError
-from .base import LedgerEntry, LedgerState, allowed_from, check_transition, must_match
+from .base import (
+    LedgerEntry,
+    LedgerState,
+    allowed_from,
+    check_transition,
+    entry_of,
+    must_match,
+)
 from .postgres_schema import LEDGER
 
-__all__ = ["ROW_COLUMNS", "PgWrite", "PgWriter", "entry_of"]
+__all__ = ["ROW_COLUMNS", "PgWrite", "PgWriter"]
 
 log = logging.getLogger("chutes_jobs")
 
@@ -43,22 +49,6 @@ ROW_COLUMNS = "key, input_index, state, job_id, outcome, error, paths, updated_a
 #: States ``creating`` may come from that need the row to be claimed by this process.
 _CLAIMED_FIRST = (_S.TODO, _S.NOT_SUBMITTED)
 Answer = tuple[LedgerEntry | None, BaseException | None]
-
-
-def entry_of(row: tuple[Any, ...]) -> LedgerEntry:
-    """A :class:`LedgerEntry` from a row of :data:`ROW_COLUMNS`."""
-    key, index, state, job_id, outcome, error, paths, updated_at, owner = row
-    return LedgerEntry(
-        key=key,
-        input_index=index,
-        state=LedgerState(state),
-        job_id=job_id,
-        outcome=outcome,
-        error=error,
-        paths=None if paths is None else json.loads(paths),
-        updated_at=updated_at,
-        owner=owner,
-    )
 
 
 @attrs.define

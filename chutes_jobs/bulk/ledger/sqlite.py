@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...errors import LedgerError
-from .base import Ledger, LedgerEntry, LedgerState, LedgerSummary, check_transition
+from .base import Ledger, LedgerEntry, LedgerState, LedgerSummary, check_transition, entry_of
 from .sqlite_thread import DbThread, Request, close_if_opened
 from .sqlite_writes import Answer, apply_writes, write_for
 
@@ -154,24 +154,10 @@ def _migrate(conn: _Connection, path: str) -> None:
 # ----------------------------------------------------------------------------- reads
 
 
-def _entry(row: tuple[Any, ...]) -> LedgerEntry:
-    key, index, state, job_id, outcome, error, paths, updated_at = row
-    return LedgerEntry(
-        key=key,
-        input_index=index,
-        state=LedgerState(state),
-        job_id=job_id,
-        outcome=outcome,
-        error=error,
-        paths=None if paths is None else json.loads(paths),
-        updated_at=updated_at,
-    )
-
-
 def select_one(conn: _Connection, key: str) -> LedgerEntry | None:
     """The row of ``key``, or None."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM ledger WHERE key = ?", (key,)).fetchone()
-    return None if row is None else _entry(row)
+    return None if row is None else entry_of(row)
 
 
 def _select_many(conn: _Connection, keys: Sequence[str]) -> dict[str, LedgerEntry]:
@@ -183,7 +169,7 @@ def _select_many(conn: _Connection, keys: Sequence[str]) -> dict[str, LedgerEntr
             chunk = unique[start : start + _KEYS_PER_QUERY]
             marks = ", ".join("?" * len(chunk))
             sql = f"SELECT {_COLUMNS} FROM ledger WHERE key IN ({marks})"
-            found.update((e.key, e) for e in map(_entry, conn.execute(sql, chunk)))
+            found.update((e.key, e) for e in map(entry_of, conn.execute(sql, chunk)))
     finally:
         conn.execute("COMMIT")
     return found
@@ -194,7 +180,7 @@ def _select_state(conn: _Connection, state: LedgerState | None) -> list[LedgerEn
     args: tuple[str, ...] = ()
     if state is not None:
         sql, args = sql + " WHERE state = ?", (state.value,)
-    return [_entry(row) for row in conn.execute(sql + " ORDER BY input_index, key", args)]
+    return [entry_of(row) for row in conn.execute(sql + " ORDER BY input_index, key", args)]
 
 
 def _count_states(conn: _Connection) -> dict[LedgerState, int]:
