@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import os
 import weakref
-from types import TracebackType
 from typing import Any, Self
 
 import chutes_jobs as aio
 
 from .._loop_thread import LoopThread
-from ._twin import Twin, blocking
+from ._twin import ClosingTwin, blocking
 
 __all__ = ["Ledger"]
 
 
-class Ledger(Twin):
+class Ledger(ClosingTwin):
     """Blocking twin of :class:`chutes_jobs.Ledger`, the batch's job book: the same methods,
     each waiting for its result. Open one with :meth:`open`; close it with :meth:`close` or a
     ``with`` block::
@@ -52,23 +51,8 @@ class Ledger(Twin):
         f"{aio.Ledger.open.__doc__}\n\n        Blocking twin: returns the blocking ledger."
     )
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
-        try:
-            if self._loop.running:
-                self._loop.run(self.aio.close())
-        finally:
-            self._loop.stop()
+        super().close()
 
     close.__doc__ = (
         f"{aio.Ledger.close.__doc__}\n\n        Then stops the ledger's event loop thread."

@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Self
 
 import attrs
@@ -22,7 +21,16 @@ from chutes_jobs import ConfigurationError, Job
 
 from .._loop_thread import LoopThread
 from ..instrumentation.hooks import HookSet
-from ._twin import Twin, blocking, converting, docs_from, iterating, parameters_of, plain
+from ._twin import (
+    ClosingTwin,
+    Twin,
+    blocking,
+    converting,
+    docs_from,
+    iterating,
+    parameters_of,
+    plain,
+)
 
 __all__ = ["BulkResult", "ChutesSession", "JobHandle", "SyncJobFunction", "run_and_report"]
 
@@ -110,7 +118,7 @@ def _bulk_result(session: ChutesSession, result: aio.BulkResult) -> BulkResult:
     return BulkResult(**{**attrs.asdict(result, recurse=False), "handle": handle})
 
 
-class ChutesSession(Twin):
+class ChutesSession(ClosingTwin):
     """Blocking twin of :class:`chutes_jobs.ChutesSession`: the same arguments and methods,
     each waiting for its result; :meth:`submit_many` is a plain iterator.
 
@@ -155,20 +163,8 @@ class ChutesSession(Twin):
         self._loop.run(self.aio.__aenter__())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
-        try:
-            if self._loop.running:
-                self._loop.run(self.aio.close())
-        finally:
-            self._loop.stop()
+        super().close()
 
     close.__doc__ = (
         f"{aio.ChutesSession.close.__doc__}\n\n"

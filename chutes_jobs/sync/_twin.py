@@ -16,11 +16,13 @@ import contextlib
 import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from types import TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from .._loop_thread import LoopThread
 
 __all__ = [
+    "ClosingTwin",
     "Twin",
     "blocking",
     "converting",
@@ -51,6 +53,29 @@ class Twin:
 
     aio: Any
     _loop: LoopThread
+
+
+class ClosingTwin(Twin):
+    """A twin owning its loop thread: a context manager whose ``close`` closes :attr:`aio`
+    on the loop, then stops the loop."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            if self._loop.running:
+                self._loop.run(self.aio.close())
+        finally:
+            self._loop.stop()
 
 
 class _Member(Generic[P, T]):
