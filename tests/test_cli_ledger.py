@@ -141,6 +141,30 @@ def test_a_missing_ledger_file_is_a_usage_error_and_is_not_created(tmp_path: Pat
     assert cli("ledger", "ls", str(tmp_path)).returncode == 2  # a folder
 
 
+OTHER_SCHEMES = [
+    "mysql://u:Secr3tPW99@h/db",
+    "POSTGRES://u:Secr3tPW99@h/db",
+    "postgresql+psycopg://u:Secr3tPW99@h/db",
+    "sqlite://u:Secr3tPW99@h/x.db",
+]
+
+
+@pytest.mark.parametrize("url", OTHER_SCHEMES)
+def test_a_url_of_another_scheme_is_refused_by_name_without_its_password(
+    url: str, tmp_path: Path
+) -> None:
+    # It was once made a file path ("mysql:/u:...@h/db"), which the password mask missed.
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"i": 1}])
+    bulk = ("bulk", "demo", "echo", "--inputs", str(inputs), "--ledger", url,
+            "--base-url", "http://127.0.0.1:9")  # fmt: skip
+    for args in (("ledger", "status", url), bulk):
+        result = cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert "Secr3tPW99" not in result.stdout + result.stderr
+        assert ":// is not a ledger URL" in result.stderr and "u:***@h" in result.stderr
+    assert list(tmp_path.iterdir()) == [inputs]  # no file was made of it
+
+
 def test_an_unreachable_shared_ledger_fails_in_one_line_without_its_password() -> None:
     result = cli("ledger", "status", "postgresql://bob:hunter2@127.0.0.1:1/x?connect_timeout=2")
     assert result.returncode == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sqlite3
@@ -355,6 +356,36 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_rows(db_path: Path) ->
     assert version == (str(SCHEMA_VERSION),)
     # no index on state is kept (each create would update it twice): only the key's own
     assert [name for (name,) in indexes if not name.startswith("sqlite_autoindex")] == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lease": 5}, "lease=5: lease applies only to postgresql:// ledgers"),
+        ({"max_batch": 0}, "max_batch=0: must be a whole number >= 1"),
+        ({"max_batch": True}, "max_batch=True: must be a whole number >= 1"),
+        ({"timeout": 3}, "timeout=3: unknown"),
+    ],
+)
+async def test_options_a_sqlite_ledger_does_not_take_are_refused_by_name(
+    db_path: Path, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(LedgerError, match=re.escape(f"ledger option {message}")):
+        await Ledger.open(db_path, **options)
+    assert db_path.name not in os.listdir(db_path.parent)
+
+
+@pytest.mark.parametrize(
+    "target", ["", "mysql://u:Secr3tPW99@h/db", "sqlite:///x.db", "POSTGRESQL://u:Secr3tPW99@h"]
+)
+async def test_what_is_neither_a_path_nor_a_postgresql_url_is_refused(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LedgerError, match=r"empty string|is not a ledger URL") as refused:
+        await Ledger.open(target)
+    assert "Secr3tPW99" not in str(refused.value)
+    assert os.listdir(tmp_path) == []
 
 
 async def test_foreign_files_are_refused(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from chutes_jobs.bulk.ledger import Ledger, LedgerError, LedgerState, SharedLedger, WorkRule
+from chutes_jobs.bulk.ledger.postgres import split_url
 from chutes_jobs.bulk.ledger.postgres_schema import SCHEMA_VERSION
 from chutes_jobs.errors import LeaseLostError
 
@@ -81,11 +83,39 @@ async def test_lease_comes_from_the_url(postgres_url: str) -> None:
         assert ledger.lease == 2.5
     finally:
         await ledger.close()
-    with pytest.raises(LedgerError, match="lease='soon' is not a number"):
+    with pytest.raises(LedgerError, match=r"ledger postgresql://.*: lease='soon' is not a number"):
         await Ledger.open(f"{postgres_url}?lease=soon")
-    for bad in ("0", "-1", "nan", "inf"):
-        with pytest.raises(LedgerError, match="the lease must be a positive number of seconds"):
+    # Shorter than a second, a process's own claims could expire between its renewals.
+    for bad in ("0", "-1", "nan", "inf", "0.0001", "0.5", "1e300", "86401"):
+        with pytest.raises(LedgerError, match="the lease must be 1 to 86400 seconds"):
             await Ledger.open(f"{postgres_url}?lease={bad}")
+    for twice in ("lease=0&lease=5", "lease=5&lease=0", "lease=5&lease=5"):
+        with pytest.raises(LedgerError, match="lease is given 2 times"):
+            await Ledger.open(f"{postgres_url}?{twice}")
+    for wrong in ("5", True, None, [5]):
+        with pytest.raises(LedgerError, match="the lease must be a number of seconds"):
+            await Ledger.open(postgres_url, lease=wrong if wrong is not None else "")
+    for option, value in (("max_batch", 0), ("max_batch", 1.5), ("timeout", 3)):
+        with pytest.raises(LedgerError, match=f"ledger option {option}={value!r}"):
+            await Ledger.open(postgres_url, **{option: value})
+
+
+async def test_a_url_is_handed_to_libpq_as_given_but_its_lease(postgres_url: str) -> None:
+    # A socket-style URL (no host before the path) once lost its "//" on the way.
+    parts = urlsplit(postgres_url)
+    socket_style = (
+        f"postgresql://{parts.path}?host={parts.hostname}&port={parts.port}&lease=7"
+        f"&user={parts.username}"
+    )
+    async with await shared(socket_style) as ledger:
+        assert ledger.lease == 7
+        await ledger.start_run("chute", "echo", CREATES)
+    assert split_url(socket_style) == (
+        f"postgresql://{parts.path}?host={parts.hostname}&port={parts.port}&user={parts.username}",
+        7.0,
+    )
+    assert split_url("postgresql://") == ("postgresql://", None)
+    assert split_url("postgres://u@h/db?lease=2%2E5") == ("postgres://u@h/db", 2.5)
 
 
 async def test_a_ledger_holds_one_batch(postgres_url: str) -> None:
@@ -189,7 +219,7 @@ async def test_an_unexpected_error_in_the_writer_fails_its_callers_and_writing_g
 
 
 async def test_an_expired_claim_before_the_post_is_claimed_again(postgres_url: str) -> None:
-    dying = await shared(postgres_url, lease=0.3)
+    dying = await shared(postgres_url, lease=1.0)  # the shortest lease allowed
     heir = await shared(postgres_url)
     try:
         for ledger in (dying, heir):
@@ -198,8 +228,8 @@ async def test_an_expired_claim_before_the_post_is_claimed_again(postgres_url: s
         assert len(await dying.claim(5)) == 2  # then "dies": no renewal
         assert await heir.claim(5) == []  # its leases are live
         left, expiry = await heir.outstanding()
-        assert left == 2 and expiry is not None and 0 < expiry <= 0.3
-        await asyncio.sleep(0.5)
+        assert left == 2 and expiry is not None and 0 < expiry <= 1.0
+        await asyncio.sleep(1.2)
         taken = await heir.claim(5)
         assert [c.entry.key for c in taken] == ["k0000", "k0001"]
         await heir.mark_creating("k0000", 0)
@@ -213,7 +243,7 @@ async def test_an_expired_claim_before_the_post_is_claimed_again(postgres_url: s
 async def test_a_create_in_flight_when_its_lease_expired_is_claimed_as_creating(
     postgres_url: str,
 ) -> None:
-    dying = await shared(postgres_url, lease=0.3)
+    dying = await shared(postgres_url, lease=1.0)
     heir = await shared(postgres_url)
     try:
         for ledger in (dying, heir):
@@ -221,7 +251,7 @@ async def test_a_create_in_flight_when_its_lease_expired_is_claimed_as_creating(
         await dying.load(rows(1))
         await dying.claim(1)
         await dying.mark_creating("k0000", 0)  # the POST is out; the process dies
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.2)
         [taken] = await heir.claim(1)
         assert taken.entry.state is S.CREATING  # never re-created: the run records it unknown
         await heir.mark_unknown("k0000", "its process stopped while creating")
@@ -233,7 +263,7 @@ async def test_a_create_in_flight_when_its_lease_expired_is_claimed_as_creating(
 
 
 async def test_renewal_keeps_a_claim_and_release_hands_it_over(postgres_url: str) -> None:
-    holder = await shared(postgres_url, lease=0.4)
+    holder = await shared(postgres_url, lease=1.0)
     other = await shared(postgres_url)
     try:
         for ledger in (holder, other):
@@ -241,7 +271,7 @@ async def test_renewal_keeps_a_claim_and_release_hands_it_over(postgres_url: str
         await holder.load(rows(2))
         await holder.claim(2)
         for _ in range(4):
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
             assert await holder.renew() == 2
         assert await other.claim(5) == []
         await holder.release("k0001")

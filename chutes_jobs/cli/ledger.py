@@ -32,10 +32,12 @@ __all__ = ["ledger_target"]
 
 def ledger_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """A click callback: a ``postgresql://`` URL as given, else a file path (not a folder)."""
-    from ..bulk.ledger import is_shared_url
+    from ..bulk.ledger.targets import is_shared_url, refused_target
 
     if value is None or is_shared_url(value):
         return value
+    if (refused := refused_target(value)) is not None:  # never made a path: that hides the
+        raise click.BadParameter(refused, ctx, param)  # password from its mask
     if Path(value).is_dir():
         raise click.BadParameter(f"{value} is a folder, not a ledger file", ctx, param)
     return Path(value)

@@ -36,6 +36,7 @@ import attrs
 
 from ...errors import LedgerError
 from ..ledger_states import LedgerState
+from .targets import check_options, is_shared_url, refused_target
 
 __all__ = [
     "Claimed",
@@ -55,6 +56,7 @@ __all__ = [
     "entry_of",
     "is_shared_url",
     "must_match",
+    "refused_target",
 ]
 
 
@@ -213,11 +215,6 @@ def check_transition(
                 )
 
 
-def is_shared_url(target: str | os.PathLike[str]) -> bool:
-    """Whether ``target`` names a shared (PostgreSQL) ledger rather than a SQLite file."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
 class Ledger(abc.ABC):
     """A durable record of a bulk run, one row per input key: the batch's job book.
 
@@ -231,10 +228,16 @@ class Ledger(abc.ABC):
         """Open (or create) the ledger at ``target``: a SQLite file path, or a
         ``postgresql://`` URL (extra ``chutes-jobs[postgres]``).
 
-        ``options`` go to the backend (SQLite: ``max_batch``; PostgreSQL: ``lease``).
-        Raises :class:`LedgerError` if the target cannot be opened or holds something else.
+        ``options`` go to the backend (SQLite: ``max_batch``; PostgreSQL: ``max_batch`` and
+        ``lease``, seconds from 1 to 86,400, also ``?lease=`` in the URL). Raises
+        :class:`LedgerError` if the target cannot be opened, holds something else, is a URL
+        of another scheme, or an option is unknown or out of range.
         """
-        if is_shared_url(target):
+        if (refused := refused_target(target)) is not None:
+            raise LedgerError(refused)
+        shared = is_shared_url(target)
+        check_options("postgresql" if shared else "sqlite", options)
+        if shared:
             try:
                 from .postgres import PostgresLedger
             except ImportError as exc:  # the extra is not installed

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import secrets
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -54,30 +53,49 @@ from .base import (
 from .postgres_schema import LEDGER, META, PAUSE, migrate
 from .postgres_writer import ROW_COLUMNS, PgWrite, PgWriter
 
-__all__ = ["DEFAULT_LEASE", "PostgresLedger"]
+__all__ = ["DEFAULT_LEASE", "LEASE_RANGE", "PostgresLedger"]
 
 #: Seconds a claim lasts unless renewed.
 DEFAULT_LEASE = 30.0
+#: Seconds a lease may last, lowest and highest.
+LEASE_RANGE = (1.0, 86_400.0)
 _CONNECT_TIMEOUT = 10
 _S = LedgerState
 _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
 def split_url(url: str) -> tuple[str, float | None]:
-    """The URL without our own ``lease`` parameter, and that parameter (None: not given)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    leases = [value for name, value in query if name == "lease"]
-    rest = urlencode([(name, value) for name, value in query if name != "lease"])
+    """The URL without our own ``lease`` parameter (the rest as given, for libpq), and that
+    parameter (None: not given); raises :class:`LedgerError` for a lease given twice or not
+    a number."""
+    base, question, query = url.partition("?")
+    params = query.split("&") if question else []
+    leases = [p.partition("=")[2] for p in params if p.partition("=")[0] == "lease"]
+    rest = "&".join(p for p in params if p.partition("=")[0] != "lease")
+    if len(leases) > 1:
+        raise LedgerError(f"ledger {masked(url)}: lease is given {len(leases)} times")
     lease = None
     if leases:
         try:
-            lease = float(leases[-1])
+            lease = float(unquote(leases[0]))
         except ValueError:
             raise LedgerError(
-                f"ledger URL: lease={leases[-1]!r} is not a number of seconds"
+                f"ledger {masked(url)}: lease={unquote(leases[0])!r} is not a number of seconds"
             ) from None
-    return urlunsplit(parts._replace(query=rest)), lease
+    return (f"{base}?{rest}" if rest else base), lease
+
+
+def checked_lease(lease: object, where: str) -> float:
+    """``lease`` as seconds, or :class:`LedgerError` unless it is a number within
+    :data:`LEASE_RANGE` (shorter, a process's own claims could expire between renewals)."""
+    if isinstance(lease, bool) or not isinstance(lease, int | float):
+        raise LedgerError(f"ledger {where}: the lease must be a number of seconds, got {lease!r}")
+    low, high = LEASE_RANGE
+    if not low <= lease <= high:  # NaN too
+        raise LedgerError(
+            f"ledger {where}: the lease must be {low:g} to {high:g} seconds, got {lease}"
+        )
+    return float(lease)
 
 
 def masked(url: str) -> str:
@@ -128,10 +146,7 @@ class PostgresLedger(SharedLedger):
         cannot be reached or holds a newer schema."""
         conninfo, from_url = split_url(url)
         lease = lease if lease is not None else from_url if from_url is not None else DEFAULT_LEASE
-        if not 0 < lease < math.inf:
-            raise LedgerError(
-                f"ledger {masked(url)}: the lease must be a positive number of seconds, got {lease}"
-            )
+        lease = checked_lease(lease, masked(url))
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=4, open=False, configure=_configure,
             kwargs={"autocommit": True}, name="chutes-jobs-ledger",
