@@ -17,7 +17,7 @@ import pytest
 import chutes_jobs as cj
 from chutes_jobs import bulk
 from chutes_jobs.bulk import BulkOutcome, BulkResult, QuotaExceededError, UnknownCreateError
-from chutes_jobs.bulk.ledger import Ledger, LedgerState
+from chutes_jobs.bulk.ledger import Ledger, LedgerError, LedgerState
 from chutes_jobs.emulator import Emulator
 from chutes_jobs.models import JobState
 from chutes_jobs.polling import PollPolicy
@@ -281,6 +281,25 @@ async def test_waiting_reports_finished_and_failed_jobs() -> None:
     assert failed.outcome is BulkOutcome.FAILED
     assert isinstance(failed.error, cj.JobFailedError)
     assert "boom" in str(failed.error)
+
+
+async def test_a_finish_the_ledger_cannot_record_is_one_error_line_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A shared ledger's database going away mid-run once printed a traceback per job.
+    from chutes_jobs.bulk.ledger.sqlite import SqliteLedger
+
+    async def unrecordable(self: SqliteLedger, key: str, **values: Any) -> None:
+        raise LedgerError(f"ledger {self.location}: write failed: the server went away")
+
+    monkeypatch.setattr(SqliteLedger, "mark_finished", unrecordable)
+    async with emulator(expose_status=True) as emu, session_for(emu) as session:
+        results = await run_all(session, emu, "echo", [{"i": 0}, {"i": 1}], wait=True,
+                                poll=FAST_POLL, ledger=tmp_path / "run.db")  # fmt: skip
+    assert {(r.outcome, type(r.error)) for r in results} == {(BulkOutcome.SUBMITTED, LedgerError)}
+    following = [r for r in caplog.records if r.getMessage().startswith("following job")]
+    assert len(following) == 2
+    assert all(r.exc_info is None and "the server went away" in r.getMessage() for r in following)
 
 
 async def test_creates_and_polls_go_over_the_http1_pool(http1_sends: list[str]) -> None:

@@ -115,3 +115,28 @@ def test_without_the_cli_extra_exit_2_and_say_what_to_install(
         "pip install 'chutes-jobs[cli]'"
     )
     assert result.stdout == ""
+
+
+def test_psycopg_logs_go_through_the_cli_handler_redacted_and_only_with_v(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # psycopg's pool warned of each reconnection to a shared ledger's database on stderr,
+    # multi-line and without -v.
+    import logging
+
+    from chutes_jobs.cli._app import setup_logging
+
+    loggers = [logging.getLogger(name) for name in ("chutes_jobs", "psycopg")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    try:
+        setup_logging(0)
+        logging.getLogger("psycopg.pool").warning("error connecting: password=hunter2")
+        assert capsys.readouterr().err == ""
+        setup_logging(1)
+        logging.getLogger("psycopg.pool").warning("error connecting: password=hunter2")
+        err = capsys.readouterr().err
+        assert err.startswith("chutes-jobs: error connecting") and "hunter2" not in err
+    finally:
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.propagate = handlers, propagate
+            lg.setLevel(level)

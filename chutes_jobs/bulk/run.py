@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._http import bulk_traffic
-from ..errors import ConfigurationError, DuplicateInputError
+from ..errors import ConfigurationError, DuplicateInputError, LedgerError
 from ..instrumentation.scopes import operation
 from ..job import JobHandle
 from .counters import RunCounters
@@ -160,7 +160,10 @@ class BulkRun:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("following job %s of input %d failed unexpectedly", handle.id, index)
+            if isinstance(exc, LedgerError):  # not recorded (a database outage...): no bug
+                log.error("following job %s of input %d: %s", handle.id, index, exc)
+            else:
+                log.exception("following job %s of input %d failed unexpectedly", handle.id, index)
             result = BulkResult(index, key, BulkOutcome.SUBMITTED, handle, handle.job, error=exc)
         self.emit(result)
 

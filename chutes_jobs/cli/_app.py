@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .._redact import RedactingFilter
 from .._version import __version__
 from ._exit import EXIT_OK, interrupted_exit
 
@@ -22,15 +23,23 @@ Environment: CHUTES_API_KEY, CHUTES_BASE_URL.
 log = logging.getLogger("chutes_jobs")
 
 
+#: Loggers shown the same way as the library's own: psycopg's pool logs its reconnections to
+#: a shared ledger's database (multi-line, at WARNING, without a handler of its own).
+_SHOWN_LOGGERS = ("chutes_jobs", "psycopg")
+
+
 def setup_logging(verbose: int) -> None:
     """Library logs on stderr: errors only by default (the command reports its own error in
     one line), ``-v`` also warnings and info such as retries, ``-vv`` debug."""
     level = (logging.ERROR, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("chutes-jobs: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
+    handler.addFilter(RedactingFilter())  # psycopg's records too
+    for name in _SHOWN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
