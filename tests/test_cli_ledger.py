@@ -165,6 +165,19 @@ def test_a_url_of_another_scheme_is_refused_by_name_without_its_password(
     assert list(tmp_path.iterdir()) == [inputs]  # no file was made of it
 
 
+def test_the_book_of_a_database_without_a_ledger_says_so_and_creates_nothing(
+    postgres_url: str,
+) -> None:
+    offline = ("--api-key", "cpk_test", "--base-url", "http://127.0.0.1:9")  # never reached
+    for command in (("status",), ("ls",), ("cancel", *offline)):
+        result = cli("ledger", command[0], postgres_url, *command[1:])
+        assert result.returncode == 3, result.stderr
+        assert "no chutes-jobs ledger in postgresql://" in result.stderr
+    psycopg = pytest.importorskip("psycopg")
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT to_regclass('chutes_jobs_meta')").fetchall() == [(None,)]
+
+
 def test_an_unreachable_shared_ledger_fails_in_one_line_without_its_password() -> None:
     result = cli("ledger", "status", "postgresql://bob:hunter2@127.0.0.1:1/x?connect_timeout=2")
     assert result.returncode == 3

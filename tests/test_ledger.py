@@ -388,6 +388,18 @@ async def test_what_is_neither_a_path_nor_a_postgresql_url_is_refused(
     assert os.listdir(tmp_path) == []
 
 
+async def test_opening_without_create_refuses_a_missing_file_and_makes_none(
+    db_path: Path,
+) -> None:
+    with pytest.raises(LedgerError, match=r"no chutes-jobs ledger at .*run\.db: no such file"):
+        await Ledger.open(db_path, create=False)
+    assert os.listdir(db_path.parent) == []
+    async with await Ledger.open(db_path) as ledger:
+        await ledger.mark_creating("a", 0)
+    async with await Ledger.open(db_path, create=False) as ledger:
+        assert [e.key for e in await ledger.entries()] == ["a"]
+
+
 async def test_foreign_files_are_refused(tmp_path: Path) -> None:
     other_db = tmp_path / "app.db"
     with sqlite3.connect(other_db) as conn:

@@ -4,6 +4,7 @@ leases, the create rule across processes, the shared pause and quota, the job bo
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -116,6 +117,33 @@ async def test_a_url_is_handed_to_libpq_as_given_but_its_lease(postgres_url: str
     )
     assert split_url("postgresql://") == ("postgresql://", None)
     assert split_url("postgres://u@h/db?lease=2%2E5") == ("postgres://u@h/db", 2.5)
+
+
+async def test_opening_without_create_changes_nothing_and_needs_only_select(
+    postgres_url: str,
+) -> None:
+    # The job-book commands (ledger status/ls/cancel) open this way: a typo in a database
+    # name once got a new, empty ledger, and a read-only role could not read a batch.
+    with pytest.raises(LedgerError, match=r"no chutes-jobs ledger in postgresql://.*no table"):
+        await Ledger.open(postgres_url, create=False)
+    assert sql(postgres_url, "SELECT to_regclass('chutes_jobs_meta')") == [(None,)]
+    async with await shared(postgres_url) as writer:
+        await writer.start_run("chute", "echo", CREATES)
+        await writer.load(rows(3))
+    reader = f"reader_{uuid.uuid4().hex[:12]}"
+    sql(postgres_url, f"CREATE ROLE {reader} LOGIN")
+    try:
+        sql(postgres_url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        sql(postgres_url, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")
+        as_reader = postgres_url.replace("//postgres@", f"//{reader}@", 1)
+        async with await Ledger.open(as_reader, create=False) as book:
+            assert (await book.summary()).total == 3
+            assert [e.key for e in await book.entries(S.TODO)] == ["k0000", "k0001", "k0002"]
+        with pytest.raises(LedgerError, match="permission denied"):  # what create=False spares
+            await Ledger.open(as_reader)
+    finally:
+        sql(postgres_url, f"DROP OWNED BY {reader}")
+        sql(postgres_url, f"DROP ROLE {reader}")
 
 
 async def test_a_ledger_holds_one_batch(postgres_url: str) -> None:

@@ -117,7 +117,7 @@ def status(target: str | Path, as_json: bool) -> None:
     from ..bulk.ledger import Ledger
 
     async def go() -> LedgerSummary:
-        async with await Ledger.open(_existing(target)) as opened:
+        async with await Ledger.open(_existing(target), create=False) as opened:
             return await opened.summary()
 
     summary = run_async(go())
@@ -168,7 +168,7 @@ def ls(target: str | Path, state: str | None, as_json: bool) -> None:
     from ..bulk.ledger import Ledger
 
     async def go() -> list[LedgerEntry]:
-        async with await Ledger.open(_existing(target)) as opened:
+        async with await Ledger.open(_existing(target), create=False) as opened:
             return await opened.entries(None if state is None else LedgerState(state))
 
     for entry in run_async(go()):
@@ -220,7 +220,7 @@ def cancel(target: str | Path, as_json: bool, **conn: Any) -> None:
 
     @with_session()
     async def go(session: Any) -> CancelReport:
-        async with await Ledger.open(_existing(target)) as opened:
+        async with await Ledger.open(_existing(target), create=False) as opened:
             return await cancel_batch(session, opened)
 
     report = run_async(go(**conn))

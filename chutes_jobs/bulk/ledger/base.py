@@ -228,8 +228,9 @@ class Ledger(abc.ABC):
         """Open (or create) the ledger at ``target``: a SQLite file path, or a
         ``postgresql://`` URL (extra ``chutes-jobs[postgres]``).
 
-        ``options`` go to the backend (SQLite: ``max_batch``; PostgreSQL: ``max_batch`` and
-        ``lease``, seconds from 1 to 86,400, also ``?lease=`` in the URL). Raises
+        ``options`` go to the backend (both: ``max_batch``, and ``create=False`` to open only
+        a ledger that exists, creating and migrating nothing, as the job-book commands do;
+        PostgreSQL: ``lease``, seconds from 1 to 86,400, also ``?lease=`` in the URL). Raises
         :class:`LedgerError` if the target cannot be opened, holds something else, is a URL
         of another scheme, or an option is unknown or out of range.
         """

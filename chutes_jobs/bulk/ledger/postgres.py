@@ -50,7 +50,7 @@ from .base import (
     WorkRule,
     entry_of,
 )
-from .postgres_schema import LEDGER, META, PAUSE, migrate
+from .postgres_schema import LEDGER, META, PAUSE, check_current, migrate
 from .postgres_writer import ROW_COLUMNS, PgWrite, PgWriter
 
 __all__ = ["DEFAULT_LEASE", "LEASE_RANGE", "PostgresLedger"]
@@ -140,10 +140,11 @@ class PostgresLedger(SharedLedger):
 
     @classmethod
     async def open(  # type: ignore[override]
-        cls, url: str, *, lease: float | None = None, max_batch: int = 1024
+        cls, url: str, *, lease: float | None = None, max_batch: int = 1024, create: bool = True
     ) -> PostgresLedger:
-        """Connect, create or migrate the tables; raises :class:`LedgerError` when the server
-        cannot be reached or holds a newer schema."""
+        """Connect, create or migrate the tables (with ``create=False``, only check that
+        they are there and current); raises :class:`LedgerError` when the server cannot be
+        reached or holds no ledger of this version."""
         conninfo, from_url = split_url(url)
         lease = lease if lease is not None else from_url if from_url is not None else DEFAULT_LEASE
         lease = checked_lease(lease, masked(url))
@@ -154,7 +155,7 @@ class PostgresLedger(SharedLedger):
         ledger = cls(conninfo, masked(url), lease, pool, max_batch)
         conn = await ledger._connect()
         try:
-            await migrate(conn, ledger._location)
+            await (migrate if create else check_current)(conn, ledger._location)
             await pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
         except BaseException as exc:
             await conn.close()

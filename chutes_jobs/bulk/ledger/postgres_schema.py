@@ -17,7 +17,7 @@ from .base import LedgerState
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["LEDGER", "META", "PAUSE", "SCHEMA_VERSION", "migrate"]
+__all__ = ["LEDGER", "META", "PAUSE", "SCHEMA_VERSION", "check_current", "migrate"]
 
 #: The version of the shared ledger's tables; an older database is migrated, a newer refused.
 SCHEMA_VERSION = 1
@@ -91,3 +91,22 @@ async def migrate(conn: psycopg.AsyncConnection[tuple[object, ...]], location: s
             (str(SCHEMA_VERSION),),
         )
     return found
+
+
+async def check_current(conn: psycopg.AsyncConnection[tuple[object, ...]], location: str) -> None:
+    """Check, creating and changing nothing (a read-only role may run it), that the database
+    holds a ledger of this version; :class:`LedgerError` saying what it holds otherwise."""
+    cursor = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (META,))
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        raise LedgerError(f"no chutes-jobs ledger in {location} (no table {META})")
+    cursor = await conn.execute(f"SELECT value FROM {META} WHERE name = 'schema_version'")
+    row = await cursor.fetchone()
+    found = int(str(row[0])) if row is not None else 0
+    if found != SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {location} has schema version {found}, this chutes-jobs reads version "
+            f"{SCHEMA_VERSION}: "
+            + ("upgrade chutes-jobs on this machine" if found > SCHEMA_VERSION else
+               "a run (chutes-jobs bulk, submit_many) brings it up to date")
+        )  # fmt: skip

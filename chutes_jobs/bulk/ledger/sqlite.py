@@ -38,6 +38,7 @@ processes share a batch through a PostgreSQL ledger instead (:mod:`.postgres`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -48,6 +49,7 @@ from ...errors import LedgerError
 from .base import Ledger, LedgerEntry, LedgerState, LedgerSummary, check_transition, entry_of
 from .sqlite_thread import DbThread, Request, close_if_opened
 from .sqlite_writes import Answer, apply_writes, write_for
+from .targets import check_options
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "LedgerError", "LedgerState", "SqliteLedger"]
 
@@ -85,8 +87,11 @@ def _ledger_table(name: str) -> str:
 _OLD_INDEX = "DROP INDEX IF EXISTS ledger_state"
 
 
-def _connect(path: str) -> _Connection:
-    """Open ``path`` exclusively, in WAL mode with full fsync, with the schema in place."""
+def _connect(path: str, *, create: bool = True) -> _Connection:
+    """Open ``path`` exclusively, in WAL mode with full fsync, with the schema in place
+    (without ``create``, only a file that exists)."""
+    if not create and not os.path.isfile(path):
+        raise LedgerError(f"no chutes-jobs ledger at {path}: no such file")
     try:
         conn = sqlite3.connect(
             path, timeout=_LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
@@ -219,17 +224,21 @@ class SqliteLedger(Ledger):
 
     @classmethod
     async def open(  # type: ignore[override]
-        cls, path: str | os.PathLike[str], *, max_batch: int = _DEFAULT_MAX_BATCH
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_batch: int = _DEFAULT_MAX_BATCH,
+        create: bool = True,
     ) -> SqliteLedger:
-        """Open (or create) the ledger file at ``path``.
+        """Open (or, with ``create``, create) the ledger file at ``path``.
 
         ``max_batch`` caps how many writes share one transaction (1: one commit per write).
-        Raises :class:`LedgerError` if the file is not a ledger, has a newer schema version,
-        or is open elsewhere.
+        Raises :class:`LedgerError` if the file is missing (without ``create``), is not a
+        ledger, has a newer schema version, or is open elsewhere.
         """
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        db = DbThread(os.fspath(path), max_batch, _connect, _apply)
+        check_options("sqlite", {"max_batch": max_batch})
+        connect = functools.partial(_connect, create=create)
+        db = DbThread(os.fspath(path), max_batch, connect, _apply)
         try:
             # shield: cancelling the wait must not cancel the thread's own future
             await asyncio.shield(asyncio.wrap_future(db.opened))

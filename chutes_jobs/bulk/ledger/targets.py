@@ -39,7 +39,10 @@ def refused_target(target: str | os.PathLike[str]) -> str | None:
 
 
 #: The options :meth:`Ledger.open` passes on, per backend.
-_OPTIONS = {"sqlite": frozenset({"max_batch"}), "postgresql": frozenset({"max_batch", "lease"})}
+_OPTIONS = {
+    "sqlite": frozenset({"max_batch", "create"}),
+    "postgresql": frozenset({"max_batch", "lease", "create"}),
+}
 
 
 def check_options(backend: str, options: Mapping[str, Any]) -> None:
