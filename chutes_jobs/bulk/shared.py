@@ -162,7 +162,8 @@ class SharedRun(BulkRun):
         """Claim rows while there is room, until nothing is left this run would work on.
 
         The database unreachable for a while (``MAX_CLAIM_FAILURES`` tries in a row, a second
-        apart) ends the run with its :class:`LedgerError`.
+        apart, each waiting up to 10 s for a connection: about two minutes with the server
+        gone) ends the run with its :class:`LedgerError`.
         """
         failures = 0
         while not self.stopping:

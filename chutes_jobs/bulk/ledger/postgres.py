@@ -151,6 +151,7 @@ class PostgresLedger(SharedLedger):
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=4, open=False, configure=_configure,
             kwargs={"autocommit": True}, name="chutes-jobs-ledger",
+            timeout=_CONNECT_TIMEOUT,  # a call waits this long for a connection, not 30 s
         )  # fmt: skip
         ledger = cls(conninfo, masked(url), lease, pool, max_batch)
         conn = await ledger._connect()
