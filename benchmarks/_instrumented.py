@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _common import proc_status, reset_peak_rss
+
 MIB = 1024 * 1024
 #: The name the ``--baseline`` tree's package is imported under.
 BASELINE = "chutes_jobs_today"
@@ -89,24 +91,16 @@ def _opentelemetry_hook() -> Any:
     return _otel_hook
 
 
-def _vm(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 @contextlib.contextmanager
 def peak_rss_growth() -> Iterator[list[float]]:
     """Peak RSS growth over the block, in MiB, put in the list yielded (VmHWM reset first,
     Linux >= 4.0; 0 where /proc is missing)."""
     grown = [0.0]
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-    before = _vm("VmRSS") if Path("/proc/self/status").exists() else 0
+    reset_peak_rss()
+    before = proc_status("VmRSS") if Path("/proc/self/status").exists() else 0
     yield grown
     if before:
-        grown[0] = (_vm("VmHWM") - before) / MIB
+        grown[0] = (proc_status("VmHWM") - before) / MIB
 
 
 def serve_runs(run: Callable[[int, str], tuple[float, float]]) -> None:

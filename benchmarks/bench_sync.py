@@ -55,6 +55,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _common import proc_status, reset_peak_rss
+
 MIB = 1024 * 1024
 #: The subprocess clients read the API key from here (never from argv).
 KEY_ENV = "BENCH_CHUTES_API_KEY"
@@ -200,21 +202,13 @@ async def time_interleaved(names: list[str], base: str, spec: dict[str, Any], ou
 # ----------------------------------------------------------------------------- memory
 
 
-def _vm(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 @contextlib.contextmanager
 def peak_rss_growth(into: dict[str, float], key: str) -> Iterator[None]:
     """Record the peak RSS growth over the block (VmHWM reset first, Linux >= 4.0)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-    rss0 = _vm("VmRSS")
+    reset_peak_rss()
+    rss0 = proc_status("VmRSS")
     yield
-    into[key] = _vm("VmHWM") - rss0
+    into[key] = proc_status("VmHWM") - rss0
 
 
 async def measure_memory(name: str, base: str, spec: dict[str, Any], out: Path) -> Any:
