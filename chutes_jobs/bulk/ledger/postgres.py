@@ -52,6 +52,7 @@ from .base import (
 )
 from .postgres_schema import LEDGER, META, PAUSE, check_current, migrate
 from .postgres_writer import ROW_COLUMNS, PgWrite, PgWriter
+from .targets import checked_max_batch
 
 __all__ = ["DEFAULT_LEASE", "LEASE_RANGE", "PostgresLedger"]
 
@@ -73,14 +74,14 @@ def split_url(url: str) -> tuple[str, float | None]:
     leases = [p.partition("=")[2] for p in params if p.partition("=")[0] == "lease"]
     rest = "&".join(p for p in params if p.partition("=")[0] != "lease")
     if len(leases) > 1:
-        raise LedgerError(f"ledger {masked(url)}: lease is given {len(leases)} times")
+        raise LedgerError(f"ledger {redact_url(url)}: lease is given {len(leases)} times")
     lease = None
     if leases:
         try:
             lease = float(unquote(leases[0]))
         except ValueError:
             raise LedgerError(
-                f"ledger {masked(url)}: lease={unquote(leases[0])!r} is not a number of seconds"
+                f"ledger {redact_url(url)}: lease={unquote(leases[0])!r} is not a number of seconds"
             ) from None
     return (f"{base}?{rest}" if rest else base), lease
 
@@ -96,11 +97,6 @@ def checked_lease(lease: object, where: str) -> float:
             f"ledger {where}: the lease must be {low:g} to {high:g} seconds, got {lease}"
         )
     return float(lease)
-
-
-def masked(url: str) -> str:
-    """``url`` safe to show: its password (and any ``password=`` parameter) masked."""
-    return redact_url(url)
 
 
 def _batch(value: str) -> tuple[str, str]:
@@ -147,13 +143,14 @@ class PostgresLedger(SharedLedger):
         reached or holds no ledger of this version."""
         conninfo, from_url = split_url(url)
         lease = lease if lease is not None else from_url if from_url is not None else DEFAULT_LEASE
-        lease = checked_lease(lease, masked(url))
+        location = redact_url(url)
+        lease, max_batch = checked_lease(lease, location), checked_max_batch(max_batch)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=4, open=False, configure=_configure,
             kwargs={"autocommit": True}, name="chutes-jobs-ledger",
             timeout=_CONNECT_TIMEOUT,  # a call waits this long for a connection, not 30 s
         )  # fmt: skip
-        ledger = cls(conninfo, masked(url), lease, pool, max_batch)
+        ledger = cls(conninfo, location, lease, pool, max_batch)
         conn = await ledger._connect()
         try:
             await (migrate if create else check_current)(conn, ledger._location)

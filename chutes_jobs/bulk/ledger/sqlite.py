@@ -49,7 +49,7 @@ from ...errors import LedgerError
 from .base import Ledger, LedgerEntry, LedgerState, LedgerSummary, check_transition, entry_of
 from .sqlite_thread import DbThread, Request, close_if_opened
 from .sqlite_writes import Answer, apply_writes, write_for
-from .targets import check_options
+from .targets import checked_max_batch
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "LedgerError", "LedgerState", "SqliteLedger"]
 
@@ -236,9 +236,8 @@ class SqliteLedger(Ledger):
         Raises :class:`LedgerError` if the file is missing (without ``create``), is not a
         ledger, has a newer schema version, or is open elsewhere.
         """
-        check_options("sqlite", {"max_batch": max_batch})
         connect = functools.partial(_connect, create=create)
-        db = DbThread(os.fspath(path), max_batch, connect, _apply)
+        db = DbThread(os.fspath(path), checked_max_batch(max_batch), connect, _apply)
         try:
             # shield: cancelling the wait must not cancel the thread's own future
             await asyncio.shield(asyncio.wrap_future(db.opened))

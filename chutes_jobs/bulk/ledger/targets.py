@@ -11,7 +11,7 @@ from typing import Any
 from ..._redact import redact_url
 from ...errors import LedgerError
 
-__all__ = ["check_options", "is_shared_url", "refused_target"]
+__all__ = ["check_options", "checked_max_batch", "is_shared_url", "refused_target"]
 
 
 def is_shared_url(target: str | os.PathLike[str]) -> bool:
@@ -46,10 +46,15 @@ _OPTIONS = {
 
 
 def check_options(backend: str, options: Mapping[str, Any]) -> None:
-    """:class:`LedgerError` unless ``options`` are those ``backend`` takes, in range."""
+    """:class:`LedgerError` for an option ``backend`` does not take (each backend's ``open``
+    checks the values of those it takes)."""
     for name in sorted(set(options) - _OPTIONS[backend]):
         shown = "lease applies only to postgresql:// ledgers" if name == "lease" else "unknown"
         raise LedgerError(f"ledger option {name}={options[name]!r}: {shown}")
-    batch = options.get("max_batch", 1)
+
+
+def checked_max_batch(batch: object) -> int:
+    """``batch`` as a number of writes per transaction, or :class:`LedgerError`."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise LedgerError(f"ledger option max_batch={batch!r}: must be a whole number >= 1")
+    return batch
