@@ -151,3 +151,14 @@ def ctrl_c() -> Iterator[CtrlC]:
         yield when
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(params=["process", "thread"])
+def sqlite_writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every SQLite ledger the test opens holds its file in a writer process, then a thread
+    (unless the test names a writer): the two writers must behave alike."""
+    from ledger_support import use_sqlite_writer
+
+    writer: str = request.param
+    use_sqlite_writer(monkeypatch, writer)
+    return writer

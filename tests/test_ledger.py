@@ -12,12 +12,14 @@ import textwrap
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chutes_jobs.bulk.ledger import SCHEMA_VERSION, Ledger, LedgerEntry, LedgerError, LedgerState
 
 S = LedgerState
+pytestmark = pytest.mark.usefixtures("sqlite_writer")
 
 
 @pytest.fixture
@@ -201,31 +203,41 @@ async def test_a_write_refused_after_its_batch_binds_without_a_deprecation_warni
     assert (await entry_of(ledger, "new")).state is S.CREATING
 
 
-async def test_an_unexpected_error_in_the_ledger_thread_fails_its_callers_and_service_goes_on(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_an_unexpected_error_in_the_writer_fails_its_callers_and_service_goes_on(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_writer: str
 ) -> None:
-    from chutes_jobs.bulk.ledger import sqlite as sqlite_backend
+    """A bug in the writer (not an SQLite error) fails the batch it struck with LedgerError,
+    rolled back, and the writer serves the next one."""
+    from chutes_jobs.bulk.ledger import sqlite_core
 
-    real_apply = sqlite_backend._apply
-    failures = iter([RuntimeError("injected")])
-
-    def apply_once_broken(conn: sqlite3.Connection, writes: list[object]) -> list[object]:
-        failure = next(failures, None)
-        if failure is not None:
-            raise failure
-        return real_apply(conn, writes)  # type: ignore[arg-type, return-value]
-
-    monkeypatch.setattr(sqlite_backend, "_apply", apply_once_broken)
     async with await Ledger.open(db_path) as ledger:
+        if sqlite_writer == "thread":
+            real_run = sqlite_core.Executor.run
+            failures = iter([RuntimeError("injected")])
+
+            def run_once_broken(self: sqlite_core.Executor, ops: Any) -> Any:
+                failure = next(failures, None)
+                if failure is not None:
+                    raise failure
+                return real_run(self, ops)
+
+            monkeypatch.setattr(sqlite_core.Executor, "run", run_once_broken)
+            calls = [ledger.mark_creating("a", 0), ledger.mark_creating("b", 1)]
+        else:  # in the process nothing can be patched: a request it cannot read breaks it
+            # begin_create queues at once: all three go to the writer in one hand-over
+            calls = [ledger.begin_create("a", 0), ledger.begin_create("b", 1)]
+            calls.append(ledger._queue(("w", "creating"), print))  # type: ignore[attr-defined]
         results = await asyncio.wait_for(
-            asyncio.gather(
-                ledger.mark_creating("a", 0), ledger.mark_creating("b", 1), return_exceptions=True
-            ),
+            asyncio.gather(*calls, return_exceptions=True),
             timeout=60,  # a hang guard, not a timing claim
         )
-        assert [type(r) for r in results] == [LedgerError, LedgerError]
-        assert "RuntimeError: injected" in str(results[0])
-        assert isinstance(results[0].__cause__, RuntimeError)
+        if sqlite_writer == "thread":
+            assert [type(r) for r in results] == [LedgerError, LedgerError]
+            assert "RuntimeError: injected" in str(results[0])
+            assert isinstance(results[0].__cause__, RuntimeError)
+        else:
+            assert [type(r) for r in results[:2]] == [LedgerError, LedgerError]
+            assert "failed unexpectedly (IndexError" in str(results[0])
         assert await ledger.get("a") is None  # rolled back, not half-written
 
         await ledger.mark_creating("a", 0)

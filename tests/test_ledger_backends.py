@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_support import use_sqlite_writer
 
 from chutes_jobs.bulk.ledger import (
     Ledger,
@@ -24,9 +25,10 @@ from chutes_jobs.bulk.ledger import (
 S = LedgerState
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+@pytest.fixture(params=["sqlite", "sqlite-thread", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param.startswith("sqlite"):
+        use_sqlite_writer(monkeypatch, "thread" if request.param == "sqlite-thread" else "process")
         return str(tmp_path / "run.db")
     url: str = request.getfixturevalue("postgres_url")
     return url

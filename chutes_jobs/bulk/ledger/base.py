@@ -230,7 +230,8 @@ class Ledger(abc.ABC):
 
         ``options`` go to the backend (both: ``max_batch``, and ``create=False`` to open only
         a ledger that exists, creating and migrating nothing, as the job-book commands do;
-        PostgreSQL: ``lease``, seconds from 1 to 86,400, also ``?lease=`` in the URL). Raises
+        SQLite: ``writer``, ``"process"`` or ``"thread"``; PostgreSQL: ``lease``, seconds from
+        1 to 86,400, also ``?lease=`` in the URL). Raises
         :class:`LedgerError` if the target cannot be opened, holds something else, is a URL
         of another scheme, or an option is unknown or out of range.
         """

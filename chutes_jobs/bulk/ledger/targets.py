@@ -40,8 +40,14 @@ def refused_target(target: str | os.PathLike[str]) -> str | None:
 
 #: The options :meth:`Ledger.open` passes on, per backend.
 _OPTIONS = {
-    "sqlite": frozenset({"max_batch", "create"}),
+    "sqlite": frozenset({"max_batch", "create", "writer"}),
     "postgresql": frozenset({"max_batch", "lease", "create"}),
+}
+
+
+_ONLY = {
+    "lease": "lease applies only to postgresql:// ledgers",
+    "writer": "writer applies only to SQLite ledgers",
 }
 
 
@@ -49,7 +55,7 @@ def check_options(backend: str, options: Mapping[str, Any]) -> None:
     """:class:`LedgerError` for an option ``backend`` does not take (each backend's ``open``
     checks the values of those it takes)."""
     for name in sorted(set(options) - _OPTIONS[backend]):
-        shown = "lease applies only to postgresql:// ledgers" if name == "lease" else "unknown"
+        shown = _ONLY.get(name, "unknown")
         raise LedgerError(f"ledger option {name}={options[name]!r}: {shown}")
 
 

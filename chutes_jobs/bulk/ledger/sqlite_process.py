@@ -1,0 +1,247 @@
+"""The SQLite ledger's writer process: the connection lives in a second interpreter.
+
+Why a process: a thread of this process would take the GIL from the event loop around every
+SQLite call, and the two would queue for it (``docs/PERFORMANCE.md``, "The SQLite ledger").
+The process is :mod:`.sqlite_core` run as a script with this interpreter (``sys.executable
+-I -S``: isolated, no ``site``, no ``PYTHON*`` variables, nothing of the package imported,
+so none of the caller's code runs again and it starts in tens of milliseconds). It runs in a
+session of its own, so a Ctrl-C in the terminal reaches only the caller, which closes the
+ledger; it exits when its input ends, after applying everything it has read, so it also ends
+when its caller dies.
+
+The event loop writes each batch of ops as one frame to the process's stdin (without
+blocking: what the pipe does not take waits for it to drain) and reads the answers with
+``loop.add_reader``. A ledger on this writer is bound to the event loop that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...errors import LedgerError
+from . import sqlite_core
+from .sqlite_core import OK, Op, Statements, frame, unframe
+from .sqlite_thread import Settle
+
+__all__ = ["WriterProcess", "can_start"]
+
+_CORE = sqlite_core.__file__
+#: Popen objects of writers not yet reaped: kept so none is collected while it runs.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+def _close_inherited_pipes() -> None:
+    """In a child made by ``os.fork`` (a ``multiprocessing`` pool, say): close the copies of
+    the writers' pipes, so a writer still sees its input end when its caller closes the
+    ledger, and the child can never write into it."""
+    for proc in _RUNNING:
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if pipe is not None:
+                    pipe.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_pipes)
+
+
+def can_start() -> bool:
+    """Whether a writer process can be started here: a Python interpreter to run (an
+    application embedding Python may name its own program in ``sys.executable``), the core
+    module as a file, and an event loop that watches pipes (not Windows')."""
+    interpreter = os.path.basename(sys.executable).lower()
+    return (
+        interpreter.startswith(("python", "pypy")) and os.path.isfile(_CORE) and os.name == "posix"
+    )
+
+
+class WriterProcess:
+    """The writer process of one ledger, driven from one event loop."""
+
+    def __init__(self, path: str, proc: subprocess.Popen[bytes]) -> None:
+        self.path = path
+        self.commits = 0
+        self._proc = proc
+        self._pid = os.getpid()
+        self._loop = asyncio.get_running_loop()
+        assert proc.stdin is not None and proc.stdout is not None
+        self._fd_in, self._fd_out = proc.stdin.fileno(), proc.stdout.fileno()
+        #: Per frame sent and not answered: takes its answer frame, or the LedgerError failing it.
+        self._pending: collections.deque[Callable[[Any], None]] = collections.deque()
+        self._unsent = bytearray()
+        self._received = bytearray()
+        self._closing = False
+        #: Set once the process has exited: what every later call fails with.
+        self._gone: LedgerError | None = None
+        self.stopped: asyncio.Future[None] = self._loop.create_future()
+
+    @classmethod
+    async def start(
+        cls,
+        path: str,
+        *,
+        create: bool,
+        states: Sequence[str],
+        statements: Statements,
+        max_batch: int,
+    ) -> WriterProcess:
+        """Start the process and open the ledger in it; raises :class:`LedgerError` if the
+        process cannot start or the file cannot be opened (its message)."""
+        try:
+            # A fork and exec of a few milliseconds, once per open: not worth a thread
+            proc = subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, "-I", "-S", _CORE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot start the writer process of ledger {path} ({sys.executable}): {exc}; "
+                "open it with writer='thread'"
+            ) from exc
+        _RUNNING.add(proc)
+        writer = cls(path, proc)
+        opened: asyncio.Future[Any] = writer._loop.create_future()
+        writer._pending.append(opened.set_result)
+        writer._send(frame((path, create, list(states), statements, max_batch)))
+        os.set_blocking(writer._fd_out, False)
+        writer._loop.add_reader(writer._fd_out, writer._readable)
+        try:
+            answer = await asyncio.shield(opened)
+        except asyncio.CancelledError:
+            writer.close()
+            raise
+        if isinstance(answer, LedgerError):
+            raise answer
+        code, message = answer
+        if code != OK:
+            writer.close()
+            await writer.wait_stopped()
+            raise LedgerError(message)
+        return writer
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop that drives the process: the only one the ledger can be used on."""
+        return self._loop
+
+    def submit(self, ops: list[Op], settle: Settle) -> None:
+        """Send a batch; ``settle`` gets its answers on this loop (or the LedgerError that
+        fails them all: the process has exited, or an op cannot be encoded)."""
+        if self._gone is not None:
+            self._loop.call_soon(settle, self._gone)
+            return
+        if os.getpid() != self._pid:
+            raise LedgerError(f"ledger {self.path} was opened by another process (before a fork)")
+        data = frame(ops)  # before queueing: a ValueError leaves nothing half-sent
+
+        def answered(payload: Any) -> None:
+            if isinstance(payload, LedgerError):
+                settle(payload)
+            else:
+                self.commits, answers = payload
+                settle(answers)
+
+        self._pending.append(answered)
+        self._send(data)
+
+    def close(self) -> None:
+        """End the process's input: it applies every batch sent, closes the file, exits."""
+        if not self._closing:
+            self._closing = True
+            if not self._unsent:
+                self._close_input()
+
+    async def wait_stopped(self) -> None:
+        """Return once the process has closed the file and exited."""
+        await asyncio.shield(self.stopped)
+
+    # -- the pipes
+
+    def _send(self, data: bytes) -> None:
+        if self._proc.stdin is None or self._proc.stdin.closed:
+            return  # the process is gone or going: _reaped fails what is pending
+        if self._unsent:
+            self._unsent += data
+            return
+        try:
+            sent = os.write(self._fd_in, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the process is gone: its output's end fails what is pending
+            return
+        if sent < len(data):
+            self._unsent += data[sent:]
+            os.set_blocking(self._fd_in, False)
+            self._loop.add_writer(self._fd_in, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = os.write(self._fd_in, self._unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = len(self._unsent)
+        del self._unsent[:sent]
+        if not self._unsent:
+            self._loop.remove_writer(self._fd_in)
+            if self._closing:
+                self._close_input()
+
+    def _close_input(self) -> None:
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()  # type: ignore[union-attr]
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd_out, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._ended()
+            return
+        self._received += data
+        for payload in unframe(self._received):
+            answered = self._pending.popleft()
+            try:
+                answered(payload)
+            except Exception as exc:  # a bug: the other answers must still be delivered
+                self._loop.call_exception_handler(
+                    {"message": f"ledger {self.path}: an answer failed", "exception": exc}
+                )
+
+    def _ended(self) -> None:
+        """The process closed its output (it exited): fail whoever still waits, reap it."""
+        self._loop.remove_reader(self._fd_out)
+        if self._unsent:
+            self._loop.remove_writer(self._fd_in)
+            self._unsent.clear()
+        self._closing = True
+        self._close_input()
+        with contextlib.suppress(OSError):
+            self._proc.stdout.close()  # type: ignore[union-attr]
+        try:
+            reaped = self._loop.run_in_executor(None, self._proc.wait)
+        except RuntimeError:  # the loop is shutting its executor down: it is exiting anyway
+            reaped = self._loop.create_future()
+            reaped.set_result(self._proc.wait())
+        reaped.add_done_callback(self._reaped)
+
+    def _reaped(self, reaped: asyncio.Future[int]) -> None:
+        _RUNNING.discard(self._proc)
+        status = reaped.result()
+        self._gone = LedgerError(f"ledger {self.path}: its writer process exited (status {status})")
+        while self._pending:
+            self._pending.popleft()(self._gone)
+        if not self.stopped.done():
+            self.stopped.set_result(None)

@@ -1,0 +1,284 @@
+"""The SQLite ledger's writer process: where it runs, how it ends, what it refuses.
+
+Both writers pass the whole ledger suite (``test_ledger.py``, ``test_ledger_backends.py``);
+these tests cover what only a second process can get wrong: signals, either side dying,
+values its pipe cannot carry, the loop it is bound to, and where it cannot start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from chutes_jobs.bulk.ledger import Ledger, LedgerError, LedgerState
+
+S = LedgerState
+
+
+def writers_of(parent: int) -> list[int]:
+    """The pids of the ledger writer processes whose parent is ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"sqlite_core.py" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def session_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` has exited (or is a zombie) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "run.db"
+
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+async def test_the_ledger_is_held_by_a_writer_process_in_a_session_of_its_own(
+    db_path: Path,
+) -> None:
+    async with await Ledger.open(db_path) as ledger:
+        assert ledger.writer == "process"  # type: ignore[attr-defined]
+        [writer] = writers_of(os.getpid())
+        assert session_of(writer) != session_of(os.getpid())  # Ctrl-C reaches only us
+        await ledger.mark_creating("a", 0)
+    assert gone_within(writer, 10)
+
+
+INTERRUPTED = textwrap.dedent(
+    """
+    import asyncio, sys
+    from chutes_jobs.bulk.ledger import Ledger
+
+    async def main():
+        async with await Ledger.open(sys.argv[1]) as ledger:
+            await asyncio.gather(*(ledger.mark_creating(f"k{i}", i) for i in range(100)))
+            print("marked", flush=True)
+            await asyncio.sleep(3600)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    """
+)
+
+
+def test_ctrl_c_in_the_terminal_reaches_the_caller_which_closes_the_ledger(
+    db_path: Path,
+) -> None:
+    """SIGINT to the whole foreground group (what a terminal's Ctrl-C does): the writer is
+    not in it, the caller's ``async with`` closes the ledger, and the writer then exits."""
+    with subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(db_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own to signal, like a terminal's job
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "marked\n"
+            [writer] = writers_of(child.pid)
+            os.killpg(child.pid, signal.SIGINT)
+            assert child.stdout.readline() == "interrupted\n"
+            assert child.wait(30) == 0
+        finally:
+            child.kill()
+    assert gone_within(writer, 10)
+    assert _counts(db_path)[S.CREATING] == 100
+
+
+def _counts(db_path: Path) -> dict[LedgerState, int]:
+    async def read() -> dict[LedgerState, int]:
+        async with await Ledger.open(db_path, create=False) as ledger:
+            return await ledger.counts()
+
+    return asyncio.run(read())
+
+
+KILLED = textwrap.dedent(
+    """
+    import asyncio, sys
+    from chutes_jobs.bulk.ledger import Ledger
+
+    async def main():
+        ledger = await Ledger.open(sys.argv[1])
+        await ledger.mark_creating("acknowledged", 0)
+        for i in range(2000):  # queued, never awaited: killed while they are applied
+            asyncio.ensure_future(ledger.mark_creating(f"k{i}", i + 1))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        print("queued", flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_when_the_caller_is_killed_the_writer_applies_what_it_read_and_exits(
+    db_path: Path,
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(db_path)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "queued\n"
+            [writer] = writers_of(child.pid)
+        finally:
+            child.kill()
+    assert gone_within(writer, 30)  # no orphan holding the file
+    counts = _counts(db_path)  # and the file is free again
+    assert counts[S.CREATING] >= 1  # at least the acknowledged mark
+    assert sum(counts.values()) == counts[S.CREATING]  # nothing half-written
+
+
+async def test_a_writer_that_dies_fails_every_call_and_close_still_returns(
+    db_path: Path,
+) -> None:
+    ledger = await Ledger.open(db_path)
+    await ledger.mark_creating("a", 0)
+    [writer] = writers_of(os.getpid())
+    os.kill(writer, signal.SIGKILL)
+    for call in (ledger.mark_submitted("a", "job-1"), ledger.get("a"), ledger.counts()):
+        with pytest.raises(LedgerError, match="writer process exited"):
+            await asyncio.wait_for(call, 60)  # a hang guard, not a timing claim
+    await asyncio.wait_for(ledger.close(), 60)
+    async with await Ledger.open(db_path) as reopened:
+        assert (await reopened.get("a")).state is S.CREATING  # type: ignore[union-attr]
+
+
+class Outcome(enum.StrEnum):
+    DONE = "done"
+
+
+async def test_values_the_pipe_cannot_carry_fail_only_their_caller(db_path: Path) -> None:
+    async with await Ledger.open(db_path) as ledger:
+        for key in "abc":
+            await ledger.mark_creating(key, 0)
+            await ledger.mark_submitted(key, f"job-{key}")
+        results = await asyncio.gather(
+            ledger.mark_finished("a", outcome=Outcome.DONE, failed=False),  # stored as "done"
+            ledger.mark_finished("b", outcome=object(), failed=False),  # type: ignore[arg-type]
+            ledger.mark_finished("c", outcome="done", failed=False),
+            ledger.get_many([1, "a"]),  # type: ignore[list-item]
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], LedgerError) and "outcome" in str(results[1])
+        assert isinstance(results[3], LedgerError) and "a key is text" in str(results[3])
+        found = await ledger.get_many(["a", "b", "c"])
+        assert [found[k].outcome for k in "abc"] == ["done", None, "done"]
+        assert type(found["a"].outcome) is str
+
+
+def test_a_process_writer_refuses_another_event_loop_by_name(db_path: Path) -> None:
+    opener = asyncio.new_event_loop()
+    other = asyncio.new_event_loop()
+    try:
+        ledger = opener.run_until_complete(Ledger.open(db_path))
+        with pytest.raises(LedgerError, match="another event loop"):
+            other.run_until_complete(ledger.get("a"))
+        opener.run_until_complete(ledger.close())
+    finally:
+        opener.close()
+        other.close()
+
+
+@pytest.mark.parametrize("option", [{"writer": "fork"}, {"writer": None}])
+async def test_an_unknown_writer_is_refused_by_name(
+    tmp_path: Path, option: dict[str, object]
+) -> None:
+    with pytest.raises(LedgerError, match="writer="):
+        await Ledger.open(tmp_path / "run.db", **option)
+    assert os.listdir(tmp_path) == []
+
+
+async def test_writer_is_refused_for_a_postgresql_ledger() -> None:
+    with pytest.raises(LedgerError, match="writer applies only to SQLite ledgers"):
+        await Ledger.open("postgresql://u:secret@127.0.0.1:1/db", writer="thread")
+
+
+async def test_where_the_executable_is_no_python_the_thread_writer_is_taken(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    host = tmp_path / "uwsgi"  # an application embedding Python names itself here
+    host.write_text("#!/bin/sh\necho should not run >&2\nexit 9\n")
+    host.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(host))
+    async with await Ledger.open(db_path) as ledger:
+        assert ledger.writer == "thread"  # type: ignore[attr-defined]
+        await ledger.mark_creating("a", 0)
+        assert writers_of(os.getpid()) == []
+
+
+async def test_a_writer_that_cannot_start_is_a_ledger_error(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = tmp_path / "python3-broken"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    with pytest.raises(LedgerError, match=r"writer process exited \(status 3\)"):
+        await asyncio.wait_for(Ledger.open(db_path), 60)
+    missing = tmp_path / "python3-missing"
+    monkeypatch.setattr(sys, "executable", str(missing))
+    with pytest.raises(LedgerError, match=r"cannot start the writer process.*writer='thread'"):
+        await Ledger.open(db_path)
+
+
+def _linger(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def test_a_forked_child_does_not_keep_the_writer_from_closing(db_path: Path) -> None:
+    """A child forked while the ledger is open (a ``multiprocessing`` pool) holds no copy of
+    the writer's pipe: closing the ledger ends the writer while the child still runs."""
+    import multiprocessing
+
+    ledger = await Ledger.open(db_path)
+    await ledger.mark_creating("a", 0)
+    [writer] = writers_of(os.getpid())
+    child = multiprocessing.get_context("fork").Process(target=_linger, args=(120,))
+    child.start()
+    try:
+        await asyncio.wait_for(ledger.close(), 60)  # a hang guard, not a timing claim
+        assert child.is_alive()
+        assert gone_within(writer, 30)
+    finally:
+        child.kill()
+        child.join()
