@@ -1,6 +1,8 @@
 """The ledger table of ``bench_bulk.py`` (a script's part, not a test): ``submit_many`` creates/s
-with no ledger, the SQLite ledger, the PostgreSQL ledger with 1 and with 2 processes, each
-client in its own process, with the server's (and PostgreSQL's) share of the CPU used.
+with no ledger, the SQLite ledger (its writer process, then its thread writer), the PostgreSQL
+ledger with 1 and with 2 processes, each client in its own process, with the client's CPU per
+create, the SQLite writer process's (its reaped children's), and the server's (and
+PostgreSQL's) share of all the CPU used.
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ Default run, side by side in one run:
    ``ChutesSession``: the session's request path without the bulk layer); a raw aiohttp loop
    (64 workers sharing one ``ClientSession``); a new ``ClientSession`` per request;
    ``httpx.AsyncClient`` (skipped, and said so, when httpx is not installed);
-2. the ledgers (``_bulk_ledgers.py``): ``submit_many`` with no ledger, the SQLite ledger, the
-   PostgreSQL ledger with 1 and with 2 processes sharing the batch, each client in its own
-   process, against the trivial server and against the emulator (a chute whose jobs nobody
-   runs: creates only), with the server's share of the CPU used (and PostgreSQL's, for a
-   throwaway cluster). PostgreSQL: ``--postgres URL`` (a role that may create databases),
+2. the ledgers (``_bulk_ledgers.py``): ``submit_many`` with no ledger, the SQLite ledger (its
+   writer process, the default; then ``writer="thread"``), the PostgreSQL ledger with 1 and
+   with 2 processes sharing the batch, each client in its own process, against the trivial
+   server and against the emulator (a chute whose jobs nobody runs: creates only), with the
+   client's CPU per create, the SQLite writer process's (counted apart), and the server's
+   share of all the CPU used (and PostgreSQL's, for a throwaway cluster). PostgreSQL: ``--postgres URL`` (a role that may create databases),
    else a throwaway cluster when ``initdb``/``pg_ctl`` are found, else those rows are skipped.
 
 Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the

@@ -83,7 +83,7 @@ async def submit_many(
 
     See :meth:`ChutesSession.submit_many` for the arguments.
     """
-    # Imported here: the ledger (sqlite3, its thread) and the run's machinery are not needed
+    # Imported here: the ledger (sqlite3, its writer) and the run's machinery are not needed
     # until a run starts, and a CLI command that never runs one starts faster without them.
     from .ledger import Ledger, SharedLedger
     from .run import BulkRun

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # The SQLite backend (sqlite3, its thread) loads on first use: the CLI's `ledger` commands
+    # The SQLite backend (sqlite3, its writer) loads on first use: the CLI's `ledger` commands
     # are registered at start-up, and `chutes-jobs status` must not pay for it.
     if name in ("SCHEMA_VERSION", "SqliteLedger"):
         from . import sqlite
