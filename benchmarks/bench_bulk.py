@@ -14,8 +14,9 @@ Default run, side by side in one run:
    with 2 processes sharing the batch, each client in its own process, against the trivial
    server and against the emulator (a chute whose jobs nobody runs: creates only), with the
    client's CPU per create, the SQLite writer process's (counted apart), and the server's
-   share of all the CPU used (and PostgreSQL's, for a throwaway cluster). PostgreSQL: ``--postgres URL`` (a role that may create databases),
-   else a throwaway cluster when ``initdb``/``pg_ctl`` are found, else those rows are skipped.
+   share of all the CPU used (and PostgreSQL's, for a throwaway cluster). PostgreSQL:
+   ``--postgres URL`` (a role that may create databases), else a throwaway cluster when
+   ``initdb``/``pg_ctl`` are found, else those rows are skipped.
 
 Then the cost of instrumentation: ``submit_many`` creates/s with no hook at all, with the
 default hooks (the logging hook, its logger at WARNING), with one no-op hook, and with

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import re
 import signal
@@ -242,6 +243,70 @@ async def test_an_unexpected_error_in_the_writer_fails_its_callers_and_service_g
 
         await ledger.mark_creating("a", 0)
         assert (await entry_of(ledger, "a")).state is S.CREATING
+
+
+async def test_a_key_sqlite_cannot_store_fails_only_its_own_caller(ledger: Ledger) -> None:
+    good, bad, read = await asyncio.gather(
+        ledger.mark_creating("good", 0),
+        ledger.mark_creating("\ud800", 1),  # a lone surrogate, as json.loads('"\\ud800"') gives
+        ledger.get("\udcff"),
+        return_exceptions=True,
+    )
+    assert good is None
+    assert isinstance(bad, LedgerError) and "lone surrogates" in str(bad)
+    assert isinstance(read, LedgerError)
+    assert (await entry_of(ledger, "good")).state is S.CREATING
+
+
+@pytest.mark.parametrize("index", [2**70, -(2**63) - 1, 1.5, "3", None])
+async def test_an_index_sqlite_cannot_hold_fails_only_its_own_caller(
+    ledger: Ledger, index: object
+) -> None:
+    good, bad = await asyncio.gather(
+        ledger.mark_creating("good", 0),
+        ledger.mark_creating("bad", index),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert good is None
+    assert isinstance(bad, LedgerError) and "input_index" in str(bad)
+    assert await ledger.get("bad") is None
+
+
+async def test_text_values_are_stored_as_plain_text_and_errors_even_garbled(
+    ledger: Ledger,
+) -> None:
+    class Status(enum.StrEnum):
+        DONE = "done"
+
+    await submitted(ledger, "a")
+    await ledger.mark_finished("a", outcome=Status.DONE, failed=False)
+    await ledger.mark_creating("b", 1)
+    await ledger.mark_unknown("b", "lost: \ud800 in the message")  # recorded, not refused
+    await ledger.mark_creating("c", 2)
+    with pytest.raises(LedgerError, match="job_id"):
+        await ledger.mark_submitted("c", "job-\ud800")  # a job id must be exact
+    a, b, c = [await entry_of(ledger, k) for k in "abc"]
+    assert (a.outcome, type(a.outcome)) == ("done", str)
+    assert b.error == "lost: \ufffd in the message"
+    assert c.state is S.CREATING
+
+
+async def test_a_read_that_fails_never_fails_the_writes_committed_with_it(
+    ledger: Ledger,
+) -> None:
+    """Writes are committed before a batch's reads run: a read failing afterwards (here a
+    malformed request, standing for any bug) fails only its own caller."""
+    marked = ledger.begin_create("good", 0)  # queued now: the same hand-over as the read
+    broken = ledger._queue(("g", None), print)  # type: ignore[attr-defined]
+    results = await asyncio.gather(marked, broken, return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], LedgerError)
+    assert (await entry_of(ledger, "good")).state is S.CREATING
+
+
+async def test_a_path_sqlite_cannot_open_is_a_ledger_error(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="cannot open ledger"):
+        await Ledger.open(str(tmp_path / "bad\0name.db"))
 
 
 # ----------------------------------------------------------------------------- queries

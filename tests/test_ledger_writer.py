@@ -261,6 +261,102 @@ async def test_a_writer_that_cannot_start_is_a_ledger_error(
         await Ledger.open(db_path)
 
 
+# Big frames both ways: each get_many's keys and answer are larger than a pipe's 64 KiB, and
+# they are sent in four loop iterations. The loop must never block writing to the writer
+# while the writer is blocked writing an answer the loop is not reading (found in review: the
+# writer's stdin was a blocking pipe).
+_BIG_FRAMES = textwrap.dedent(
+    """
+    import asyncio, sys
+    from chutes_jobs.bulk.ledger import Ledger
+
+    async def main():
+        keys = [f"key-{i:08d}-" + "x" * 40 for i in range(2000)]
+        async with await Ledger.open(sys.argv[1]) as ledger:
+            await asyncio.gather(*[ledger.mark_creating(k, i) for i, k in enumerate(keys)])
+
+            async def read(after: int) -> int:
+                for _ in range(after):
+                    await asyncio.sleep(0)
+                return len(await ledger.get_many(keys))
+
+            print(await asyncio.gather(*[read(n) for n in range(4)]), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_big_frames_both_ways_do_not_deadlock_the_event_loop(tmp_path: Path) -> None:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _BIG_FRAMES, str(tmp_path / "run.db")],
+            capture_output=True,
+            text=True,
+            timeout=120,  # a hang guard, not a timing claim
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the ledger's caller hung: its event loop blocked writing to the writer")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[2000, 2000, 2000, 2000]"
+
+
+ZOMBIES = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    from chutes_jobs.bulk.ledger import Ledger
+
+    async def cancelled_open(path):
+        opening = asyncio.ensure_future(Ledger.open(path))
+        await asyncio.sleep(0)
+        opening.cancel()
+
+    for i in range(5):  # each asyncio.run ends with the writer still opening
+        asyncio.run(cancelled_open(os.path.join(sys.argv[1], f"{i}.db")))
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_opens_cancelled_as_their_loop_ends_leave_no_process_behind(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", ZOMBIES, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            parent = int(child.stdout.readline())
+            deadline = time.monotonic() + 60  # a hang guard, not a timing claim
+            while _children(parent) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _children(parent) == []  # neither running nor a zombie
+        finally:
+            child.kill()
+
+
+def _children(parent: int) -> list[str]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(f"{entry} {fields[0]}")
+    return found
+
+
+def test_close_on_another_event_loop_still_closes_the_ledger(db_path: Path) -> None:
+    async def opened() -> Ledger:
+        ledger = await Ledger.open(db_path)
+        await ledger.mark_creating("a", 0)
+        return ledger
+
+    ledger = asyncio.run(opened())  # its loop is closed when asyncio.run returns
+    asyncio.run(asyncio.wait_for(ledger.close(), 60))  # a hang guard, not a timing claim
+    assert _counts(db_path)[S.CREATING] == 1
+
+
 def _linger(seconds: float) -> None:
     time.sleep(seconds)
 

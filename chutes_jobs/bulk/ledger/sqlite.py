@@ -51,7 +51,7 @@ from .base import Ledger, LedgerEntry, LedgerState, LedgerSummary, entry_of
 from .sqlite_core import OK, SCHEMA_VERSION, Answer, Executor, Op, OpenError, connect
 from .sqlite_process import WriterProcess, can_start
 from .sqlite_thread import DbThread
-from .sqlite_writes import STATEMENTS, Write, write_for, write_outcome
+from .sqlite_writes import STATEMENTS, Write, plain_key, write_for, write_outcome
 from .targets import checked_max_batch
 
 __all__ = ["SCHEMA_VERSION", "Ledger", "LedgerEntry", "LedgerError", "LedgerState", "SqliteLedger"]
@@ -79,13 +79,6 @@ def _counts(rows: list[Any]) -> dict[LedgerState, int]:
     for state, n in rows:
         counts[LedgerState(state)] = n
     return counts
-
-
-def _plain_key(key: Any) -> str:
-    """A key as exactly str (a str subclass as its text); :class:`LedgerError` otherwise."""
-    if isinstance(key, str):
-        return str.__str__(key)
-    raise LedgerError(f"ledger key {key!r} ({type(key).__name__}): a key is text")
 
 
 def _open_executor(path: str, create: bool, max_batch: int) -> Executor:
@@ -195,8 +188,7 @@ class SqliteLedger(Ledger):
 
     async def get(self, key: str) -> LedgerEntry | None:
         """The entry of ``key``, or None if the ledger has never seen it."""
-        if type(key) is not str:
-            key = _plain_key(key)
+        key = plain_key(key)
         if self._gets is None:
             keys: list[str] = []
             self._gets_answer = self._queue(("g", keys), _by_key)
@@ -209,7 +201,7 @@ class SqliteLedger(Ledger):
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The entries of those ``keys`` the ledger knows, by key (one consistent read)."""
-        keys = [k if type(k) is str else _plain_key(k) for k in keys]
+        keys = [plain_key(k) for k in keys]
         found: dict[str, LedgerEntry] = await self._queue(("g", keys), _by_key)
         return found
 

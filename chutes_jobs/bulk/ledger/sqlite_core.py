@@ -1,7 +1,7 @@
 """The SQLite ledger's database work, in plain data, importing only the standard library.
 
 The same code runs in one of two places (:mod:`.sqlite` picks): in the writer *process* the
-ledger starts by default (this file run as a script, ``python -I sqlite_core.py``: it must not
+ledger starts by default (this file run as a script, ``python -I -S sqlite_core.py``: it must not
 import the package, so it reads no ``chutes_jobs`` module and takes its SQL from the ledger), or
 in a thread of the caller's process (:mod:`.sqlite_thread`). Either way one connection holds
 the file in SQLite's exclusive locking mode, and every call is an *op*, a tuple:
@@ -14,14 +14,16 @@ the file in SQLite's exclusive locking mode, and every call is an *op*, a tuple:
 :meth:`Executor.run` applies a batch: all writes in ONE transaction, one commit (WAL,
 ``synchronous=FULL``: durable when it returns), then the reads. Each op gets an *answer*:
 ``(OK, result)``, ``(REFUSED, row or None)`` (the write changed no row: the row as it is), or
-``(FAILED, message)``. When the batch's statements change fewer rows than they were given, the
-batch is undone and its writes are applied one at a time, so a refused write fails only its
-own caller.
+``(FAILED, message)``. When the batch's statements change fewer rows than they were given (or
+one write holds a value SQLite cannot bind), the batch is undone and its writes are applied
+one at a time, so a refused write fails only its own caller. Within a batch the writes come
+before the reads: a read sees every write handed over with it.
 
 The process speaks frames on stdin/stdout: a 4-byte little-endian length, then a ``marshal``
 payload (both ends are the same interpreter). The first frame in is ``(path, create, states,
 statements, max_batch)``; the first out is ``(OK, None)`` or ``(FAILED, message)``. Then each
-frame in is a list of ops, answered by one frame ``(commits, answers)`` in the same order. At
+frame in is a list of ops, answered by one frame ``(commits, answers)`` in the same order, or
+``(commits, message)`` if the batch failed unexpectedly (a bug: see :func:`unexpected`). At
 EOF it applies what it has read, closes the file and exits; it ignores SIGINT (the caller's
 Ctrl-C is the caller's to handle).
 """
@@ -63,6 +65,11 @@ COLUMNS = "key, input_index, state, job_id, outcome, error, paths, updated_at"
 _OLD_INDEX = "DROP INDEX IF EXISTS ledger_state"
 
 
+#: What executing a statement may raise besides SQLite's own errors: a value sqlite3 cannot
+#: bind (a lone surrogate in text: UnicodeEncodeError; an int beyond 64 bits: OverflowError).
+_REFUSED_VALUES = (sqlite3.Error, ValueError, OverflowError)
+
+
 class OpenError(Exception):
     """The file cannot be opened as a ledger; the message says why, naming the path."""
 
@@ -93,7 +100,7 @@ def connect(path: str, *, create: bool, states: Sequence[str]) -> _Connection:
         conn = sqlite3.connect(
             path, timeout=_LOCK_WAIT_SECONDS, isolation_level=None, check_same_thread=False
         )
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a NUL in the path
         raise OpenError(f"cannot open ledger {path}: {exc}") from exc
     try:
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -237,7 +244,7 @@ class Executor:
                     chunk = group[start : start + _ROWS_PER_STATEMENT]
                     params = list(chain.from_iterable([w[3] for w in chunk]))
                     self.conn.execute(self._many(target, len(chunk)), params)
-        except sqlite3.Error:
+        except _REFUSED_VALUES:  # one write's fault: each alone says whose
             return False
         return self.conn.total_changes - before == len(writes)
 
@@ -249,7 +256,7 @@ class Executor:
         before = self.conn.total_changes
         try:
             self.conn.execute(one, [row[i] for i in order])
-        except sqlite3.Error as exc:
+        except _REFUSED_VALUES as exc:
             return FAILED, str(exc)
         if self.conn.total_changes - before == 1:
             return OK, None
@@ -267,6 +274,8 @@ class Executor:
         return sql
 
     def _read(self, op: Op) -> Answer:
+        """A read's answer; whatever it raises fails it alone (the batch's writes are
+        committed by now: they must not be reported failed)."""
         try:
             if op[0] == "g":
                 return OK, self._rows_of(op[1])
@@ -279,7 +288,7 @@ class Executor:
                 return OK, self.conn.execute(
                     "SELECT state, COUNT(*) FROM ledger GROUP BY state"
                 ).fetchall()
-        except sqlite3.Error as exc:
+        except Exception as exc:
             self.rollback()
             return FAILED, str(exc)
         return FAILED, f"unknown request {op[0]!r}"
@@ -380,14 +389,23 @@ def _answer(executor: Executor, frames: list[list[Op]]) -> list[bytes]:
         answers = executor.run(ops)
     except Exception as exc:  # a bug: fail this batch's callers and go on serving
         executor.rollback()
-        failure = (FAILED, f"a request failed unexpectedly ({type(exc).__name__}: {exc})")
-        answers = [failure] * len(ops)
+        failure = unexpected(exc)
+        return [frame((executor.commits, failure)) for _ in frames]
     out, start = [], 0
     for ops_of_frame in frames:
         end = start + len(ops_of_frame)
         out.append(frame((executor.commits, answers[start:end])))
         start = end
     return out
+
+
+def unexpected(exc: Exception) -> str:
+    """What the callers of a batch that failed unexpectedly (a bug, not SQLite's refusal) are
+    told: their writes may or may not be recorded."""
+    return (
+        f"a request failed unexpectedly ({type(exc).__name__}: {exc}); whether this batch's "
+        "writes were recorded is unknown"
+    )
 
 
 if __name__ == "__main__":

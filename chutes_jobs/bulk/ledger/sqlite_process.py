@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,7 +82,8 @@ class WriterProcess:
         self._closing = False
         #: Set once the process has exited: what every later call fails with.
         self._gone: LedgerError | None = None
-        self.stopped: asyncio.Future[None] = self._loop.create_future()
+        #: Done once the process has exited (set from its reaper thread: awaitable anywhere).
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     @classmethod
     async def start(
@@ -109,10 +112,16 @@ class WriterProcess:
             ) from exc
         _RUNNING.add(proc)
         writer = cls(path, proc)
+        # Reaped by a thread, not the loop: a process whose loop has ended (an open cancelled
+        # as asyncio.run returned) must not stay a zombie.
+        threading.Thread(target=writer._reap, name="chutes-jobs-ledger-reaper", daemon=True).start()
         opened: asyncio.Future[Any] = writer._loop.create_future()
         writer._pending.append(opened.set_result)
-        writer._send(frame((path, create, list(states), statements, max_batch)))
+        # Neither end ever blocks the loop: a frame larger than the pipe, or a process busy
+        # writing its answers into a full pipe, must not stall the loop that reads them.
+        os.set_blocking(writer._fd_in, False)
         os.set_blocking(writer._fd_out, False)
+        writer._send(frame((path, create, list(states), statements, max_batch)))
         writer._loop.add_reader(writer._fd_out, writer._readable)
         try:
             answer = await asyncio.shield(opened)
@@ -145,10 +154,11 @@ class WriterProcess:
 
         def answered(payload: Any) -> None:
             if isinstance(payload, LedgerError):
-                settle(payload)
-            else:
-                self.commits, answers = payload
-                settle(answers)
+                return settle(payload)
+            self.commits, answers = payload
+            if isinstance(answers, str):  # the batch failed unexpectedly
+                return settle(LedgerError(f"ledger {self.path}: {answers}"))
+            settle(answers)
 
         self._pending.append(answered)
         self._send(data)
@@ -161,8 +171,8 @@ class WriterProcess:
                 self._close_input()
 
     async def wait_stopped(self) -> None:
-        """Return once the process has closed the file and exited."""
-        await asyncio.shield(self.stopped)
+        """Return once the process has closed the file and exited (on any event loop)."""
+        await asyncio.shield(asyncio.wrap_future(self.stopped))
 
     # -- the pipes
 
@@ -180,7 +190,6 @@ class WriterProcess:
             return
         if sent < len(data):
             self._unsent += data[sent:]
-            os.set_blocking(self._fd_in, False)
             self._loop.add_writer(self._fd_in, self._writable)
 
     def _writable(self) -> None:
@@ -207,9 +216,12 @@ class WriterProcess:
             return
         except OSError:
             data = b""
-        if not data:
-            self._ended()
-            return
+        if data:
+            self._deliver(data)
+        else:  # the process has exited, or is exiting: _exited follows
+            self._loop.remove_reader(self._fd_out)
+
+    def _deliver(self, data: bytes) -> None:
         self._received += data
         for payload in unframe(self._received):
             answered = self._pending.popleft()
@@ -220,28 +232,34 @@ class WriterProcess:
                     {"message": f"ledger {self.path}: an answer failed", "exception": exc}
                 )
 
-    def _ended(self) -> None:
-        """The process closed its output (it exited): fail whoever still waits, reap it."""
-        self._loop.remove_reader(self._fd_out)
-        if self._unsent:
-            self._loop.remove_writer(self._fd_in)
-            self._unsent.clear()
-        self._closing = True
-        self._close_input()
-        with contextlib.suppress(OSError):
-            self._proc.stdout.close()  # type: ignore[union-attr]
-        try:
-            reaped = self._loop.run_in_executor(None, self._proc.wait)
-        except RuntimeError:  # the loop is shutting its executor down: it is exiting anyway
-            reaped = self._loop.create_future()
-            reaped.set_result(self._proc.wait())
-        reaped.add_done_callback(self._reaped)
-
-    def _reaped(self, reaped: asyncio.Future[int]) -> None:
+    def _reap(self) -> None:
+        """In a thread of its own: wait for the process to exit, then tell the loop."""
+        status = self._proc.wait()
         _RUNNING.discard(self._proc)
-        status = reaped.result()
+        try:
+            self._loop.call_soon_threadsafe(self._exited, status)
+        except RuntimeError:  # the loop is closed: nobody can be waiting on it
+            self._close_pipes()
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self.stopped.set_result(None)
+
+    def _exited(self, status: int) -> None:
+        """On the loop, once the process has exited: take the answers it left in the pipe,
+        then fail whoever still waits, and every later call."""
+        with contextlib.suppress(OSError):
+            while data := os.read(self._fd_out, 1 << 20):
+                self._deliver(data)
+        self._loop.remove_reader(self._fd_out)
+        self._loop.remove_writer(self._fd_in)
+        self._close_pipes()
         self._gone = LedgerError(f"ledger {self.path}: its writer process exited (status {status})")
         while self._pending:
             self._pending.popleft()(self._gone)
-        if not self.stopped.done():
-            self.stopped.set_result(None)
+
+    def _close_pipes(self) -> None:
+        self._closing = True
+        self._unsent.clear()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()

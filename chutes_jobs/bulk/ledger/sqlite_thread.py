@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
 
 from ...errors import LedgerError
-from .sqlite_core import Answer, Executor, Op
+from .sqlite_core import Answer, Executor, Op, unexpected
 
 __all__ = ["DbThread", "Settle"]
 
@@ -32,6 +33,7 @@ class DbThread:
     def __init__(self, path: str, open_executor: Callable[[], Executor]) -> None:
         self.path = path
         self._open_executor = open_executor
+        self._pid = os.getpid()
         self._executor: Executor | None = None
         self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -46,6 +48,8 @@ class DbThread:
 
     def submit(self, ops: list[Op], settle: Settle) -> None:
         """Queue a batch; ``settle`` gets its answers on the running loop."""
+        if os.getpid() != self._pid:  # a child of os.fork: the thread is not there
+            raise LedgerError(f"ledger {self.path} was opened by another process (before a fork)")
         self._queue.put((ops, settle, asyncio.get_running_loop()))
 
     def close(self) -> None:
@@ -94,9 +98,7 @@ class DbThread:
             # into an error. Fail this batch's callers and go on serving, so no caller waits
             # forever on a thread that died.
             executor.rollback()
-            failure = LedgerError(
-                f"ledger {self.path}: a request failed unexpectedly ({type(exc).__name__}: {exc})"
-            )
+            failure = LedgerError(f"ledger {self.path}: {unexpected(exc)}")
             failure.__cause__ = exc
             answers = failure
         start = 0

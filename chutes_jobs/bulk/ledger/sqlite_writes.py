@@ -13,6 +13,7 @@ holds and why the move is illegal).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -30,7 +31,7 @@ from .base import (
 )
 from .sqlite_core import FAILED, OK, Answer, Statements
 
-__all__ = ["STATEMENTS", "Write", "write_for", "write_outcome"]
+__all__ = ["STATEMENTS", "Write", "plain_key", "write_for", "write_outcome"]
 
 _S = LedgerState
 
@@ -63,29 +64,73 @@ _ROW_VALUES: dict[LedgerState, tuple[str, ...]] = {
 
 def write_for(key: str, target: LedgerState, *, or_entry: bool = False, **values: Any) -> Write:
     """The write moving ``key`` to ``target`` with ``values``; :class:`LedgerError` for a
-    value the ledger cannot hold (text, a number, or None; a str or int subclass such as an
-    enum member is stored as its plain value)."""
-    key = _plain(key, key, "key")
+    value the ledger cannot hold (see :func:`plain_key` and :func:`_plain`)."""
+    key = plain_key(key)
     if target is _S.CREATING:
-        row: tuple[Any, ...] = (key, _plain(values["input_index"], key, "input_index"), time.time())
+        row: tuple[Any, ...] = (key, _index(values["input_index"], key), time.time())
     else:
         row = (key, time.time(), *[_plain(values[n], key, n) for n in _ROW_VALUES[target]])
     return Write(key, target, values, ("w", target.value, key, row), or_entry)
 
 
-def _plain(value: Any, key: Any, name: str) -> Any:
-    """``value`` as exactly str, int, float or None (what the writer's pipe carries)."""
+#: What an SQLite INTEGER holds.
+_INT64 = range(-(2**63), 2**63)
+
+
+def plain_key(key: object) -> str:
+    """``key`` as exactly str (a str subclass as its text); :class:`LedgerError` for anything
+    else, or text SQLite cannot store (a lone surrogate, as ``json.loads('"\\ud800"')`` makes)."""
+    if not isinstance(key, str):
+        raise LedgerError(f"ledger key {key!r} ({type(key).__name__}): a key is text")
+    text = key if type(key) is str else str.__str__(key)
+    if not text.isascii() and not _encodable(text):
+        raise LedgerError(f"ledger key {text!r}: a key is text without lone surrogates")
+    return text
+
+
+def _plain(value: Any, key: str, name: str) -> Any:
+    """``value`` as exactly what the writer's pipe carries and SQLite stores: text, an int
+    of 64 bits, a float, or None (a subclass, e.g. an enum member, as its plain value). In an
+    ``error`` text, lone surrogates become U+FFFD; anything else cannot be recorded."""
     kind = type(value)
-    if kind is str or kind is int or kind is float or value is None:
+    if kind is str:
+        if value.isascii() or _encodable(value):
+            return value
+        if name == "error":  # a message must be recorded even if garbled
+            return _SURROGATE.sub("\ufffd", value)
+    elif value is None or kind is float or kind is bool or (kind is int and value in _INT64):
         return value
-    if isinstance(value, str):
-        return str.__str__(value)
-    if name != "key" and isinstance(value, int | float):
-        return value if kind is bool else (int if isinstance(value, int) else float)(value)
+    elif isinstance(value, str):
+        return _plain(str.__str__(value), key, name)
+    elif isinstance(value, int) and kind is not int:
+        return _plain(int(value), key, name)
+    elif isinstance(value, float):
+        return float(value)
     raise LedgerError(
-        f"ledger key {key!r}: {name} {value!r} ({kind.__name__}) cannot be recorded: "
-        "give text, a number or None"
+        f"ledger key {key!r}: {name} {value!r} ({kind.__name__}) cannot be recorded: give "
+        "text (no lone surrogates), an integer of 64 bits, a float or None"
     )
+
+
+def _index(index: Any, key: str) -> int:
+    """An input index: an int of 64 bits (an int subclass as its plain value)."""
+    if isinstance(index, int) and not isinstance(index, bool) and index in _INT64:
+        return int(index)
+    raise LedgerError(
+        f"ledger key {key!r}: input_index {index!r} ({type(index).__name__}) cannot be "
+        "recorded: give an integer of 64 bits"
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def write_outcome(write: Write, answer: Answer) -> tuple[LedgerEntry | None, LedgerError | None]:
