@@ -27,7 +27,7 @@ before them; when they change fewer rows than they were given, the batch is undo
 writes are applied one by one, a refused one raising :func:`.base.check_transition`'s error
 for its caller alone (:mod:`.sqlite_writes`).
 
-Cancellation: a write is queued when its call starts (handed to the thread at the end of that
+Cancellation: a write is queued when its call starts (handed to the writer at the end of that
 loop iteration, whatever happens to the caller meanwhile); cancelling the awaiting coroutine only
 stops the waiting. The write is still applied atomically (or refused) exactly as if the caller
 had waited. :meth:`SqliteLedger.close` drains every queued write before it returns.
