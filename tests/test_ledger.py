@@ -285,6 +285,11 @@ async def test_text_values_are_stored_as_plain_text_and_errors_even_garbled(
     await ledger.mark_creating("c", 2)
     with pytest.raises(LedgerError, match="job_id"):
         await ledger.mark_submitted("c", "job-\ud800")  # a job id must be exact
+    for job_id in (None, 7, 1.5, b"job"):
+        with pytest.raises(LedgerError, match="job_id"):
+            await ledger.mark_submitted("c", job_id)  # type: ignore[arg-type]
+    with pytest.raises(LedgerError, match="outcome"):
+        await ledger.mark_finished("a", outcome=float("nan"), failed=False)  # type: ignore[arg-type]
     a, b, c = [await entry_of(ledger, k) for k in "abc"]
     assert (a.outcome, type(a.outcome)) == ("done", str)
     assert b.error == "lost: \ufffd in the message"

@@ -8,9 +8,11 @@ values its pipe cannot carry, the loop it is bound to, and where it cannot start
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -378,3 +380,69 @@ async def test_a_forked_child_does_not_keep_the_writer_from_closing(db_path: Pat
     finally:
         child.kill()
         child.join()
+
+
+# -- found in the second review
+
+
+def test_close_on_another_loop_returns_when_answers_filled_the_pipe(db_path: Path) -> None:
+    """The ledger's first loop ended with a big answer on its way (a job-book read whose task
+    asyncio.run cancelled): nobody reads the writer's output any more, so the writer blocks
+    writing it and never sees its input end. close() on a second loop must still return."""
+
+    async def first() -> tuple[Ledger, asyncio.Future[object]]:
+        ledger = await Ledger.open(db_path)
+        await asyncio.gather(
+            *[ledger.mark_creating(f"k{i:04d}" + "p" * 2000, i) for i in range(300)]
+        )
+        [writer] = writers_of(os.getpid())
+        os.kill(writer, signal.SIGSTOP)  # the answer is written only once this loop has ended
+        reading = asyncio.ensure_future(ledger.entries())  # ~600 KB: more than a pipe holds
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return ledger, reading
+
+    ledger, _ = asyncio.run(first())
+    [writer] = writers_of(os.getpid())
+    os.kill(writer, signal.SIGCONT)
+    try:
+        asyncio.run(asyncio.wait_for(ledger.close(), 60))  # a hang guard, not a timing claim
+    except TimeoutError:
+        pytest.fail("close() on another event loop hung: the writer is blocked on its output")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(writer, signal.SIGKILL)
+    assert _counts(db_path)[S.CREATING] == 300
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["opened", "in-use"])
+def test_a_writer_whose_caller_is_gone_prints_nothing(tmp_path: Path, locked: bool) -> None:
+    """The caller dies (Ctrl-C, a kill) while the writer is opening the file: the writer's
+    answer meets a closed pipe. It must exit quietly, not print a BrokenPipeError traceback
+    on the terminal it inherited (after the caller's shell prompt is back)."""
+    from chutes_jobs.bulk.ledger import sqlite_core
+    from chutes_jobs.bulk.ledger.sqlite_writes import STATEMENTS
+
+    path = str(tmp_path / "run.db")
+    holder = None
+    if locked:  # the open waits for SQLite's lock, then fails: the case with the longest window
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-I", "-S", sqlite_core.__file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as writer:
+            assert writer.stdin and writer.stdout and writer.stderr
+            writer.stdout.close()  # the caller is gone: nobody will read the answer
+            states = [s.value for s in LedgerState]
+            writer.stdin.write(sqlite_core.frame((path, True, states, STATEMENTS, 1024)))
+            writer.stdin.close()
+            stderr = writer.stderr.read()  # until the writer exits
+            writer.wait(60)  # a hang guard, not a timing claim
+    finally:
+        if holder is not None:
+            holder.close()
+    assert stderr.decode() == ""

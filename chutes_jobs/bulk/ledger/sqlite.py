@@ -106,7 +106,10 @@ class SqliteLedger(Ledger):
     """A SQLite ledger file, held by one process at a time. Open with :meth:`Ledger.open`.
 
     Every method is a coroutine that returns once its work is done by the ledger's writer;
-    every ``mark_*`` returns only once its write is committed durably.
+    every ``mark_*`` returns only once its write is committed durably. Each raises
+    :class:`LedgerError` for a refused transition, and for a key or value the file cannot
+    hold (a key is text; an index a 64-bit int; a job id, outcome or paths text; text has
+    no lone surrogates, except an error text, kept with U+FFFD): that call alone fails.
     """
 
     def __init__(self, path: str, writer: WriterProcess | DbThread) -> None:
@@ -174,10 +177,13 @@ class SqliteLedger(Ledger):
         return self._writer.commits
 
     async def close(self) -> None:
-        """Apply every queued write, then close the file. Idempotent."""
+        """Apply every queued write, then close the file. Idempotent; any event loop may
+        close it (on another loop than the opener's, answers still due to the opener's
+        callers reach them only if that loop runs again)."""
         if not self._closed:
             self._closed = True
-            self._flush()
+            if self._loop is None or self._loop is asyncio.get_running_loop():
+                self._flush()  # on another loop nothing was buffered, and it is not ours
             self._writer.close()
         await self._writer.wait_stopped()
 

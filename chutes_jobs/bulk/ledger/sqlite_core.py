@@ -346,7 +346,8 @@ def _read_frames(fd: int, buffer: bytearray) -> tuple[list[Any], bool]:
         frames += unframe(buffer)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a blocking ``fd``."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -362,9 +363,11 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
     try:
         conn = connect(path, create=create, states=states)
     except OpenError as exc:
-        _write_all(fd_out, frame((FAILED, str(exc))))
+        _answer_open(fd_out, (FAILED, str(exc)))
         return
-    _write_all(fd_out, frame((OK, None)))
+    if not _answer_open(fd_out, (OK, None)):  # its caller is gone before using it
+        conn.close()
+        return
     executor = Executor(conn, statements, max_batch)
     answering = True
     try:
@@ -375,11 +378,21 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
             frames = []
             if answering:
                 try:
-                    _write_all(fd_out, answers)
+                    write_all(fd_out, answers)
                 except BrokenPipeError:  # the caller is gone: apply the rest of its input
                     answering = False
     finally:
         conn.close()
+
+
+def _answer_open(fd_out: int, answer: Answer) -> bool:
+    """Tell the caller how the open went; False if it is gone (nothing to print: it was
+    interrupted or killed while the file opened)."""
+    try:
+        write_all(fd_out, frame(answer))
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def _answer(executor: Executor, frames: list[list[Op]]) -> list[bytes]:

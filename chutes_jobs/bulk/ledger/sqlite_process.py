@@ -29,7 +29,7 @@ from typing import Any
 
 from ...errors import LedgerError
 from . import sqlite_core
-from .sqlite_core import OK, Op, Statements, frame, unframe
+from .sqlite_core import OK, Op, Statements, frame, unframe, write_all
 from .sqlite_thread import Settle
 
 __all__ = ["WriterProcess", "can_start"]
@@ -143,8 +143,9 @@ class WriterProcess:
         return self._loop
 
     def submit(self, ops: list[Op], settle: Settle) -> None:
-        """Send a batch; ``settle`` gets its answers on this loop (or the LedgerError that
-        fails them all: the process has exited, or an op cannot be encoded)."""
+        """Send a batch, on this loop; ``settle`` gets its answers there (or the LedgerError
+        failing them all: the process has exited). Raises ValueError for an op ``marshal``
+        cannot encode, LedgerError in a child of ``os.fork``: nothing is sent then."""
         if self._gone is not None:
             self._loop.call_soon(settle, self._gone)
             return
@@ -164,11 +165,39 @@ class WriterProcess:
         self._send(data)
 
     def close(self) -> None:
-        """End the process's input: it applies every batch sent, closes the file, exits."""
-        if not self._closing:
-            self._closing = True
-            if not self._unsent:
-                self._close_input()
+        """End the process's input (once what is unsent has gone): it applies every batch
+        sent, closes the file, exits. From another thread, the loop's own thread does it
+        while that loop runs; once it has stopped, this call does, without reading answers."""
+        if self._closing:
+            return
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is not self._loop and self._loop.is_running():
+            with contextlib.suppress(RuntimeError):  # closed since: the branch below is moot
+                self._loop.call_soon_threadsafe(self.close)
+                return
+        self._closing = True
+        if current is not self._loop:
+            self._close_unread()
+        elif not self._unsent:
+            self._close_input()
+
+    def _close_unread(self) -> None:
+        """Close from outside a loop that no longer runs: nobody will read the answers, so
+        the output is closed first (the process applies the rest of its input unanswered),
+        then what is unsent is written, waiting for the pipe, and the input closed."""
+        self._loop.remove_reader(self._fd_out)  # a loop that runs again must not watch them
+        self._loop.remove_writer(self._fd_in)
+        with contextlib.suppress(OSError):
+            self._proc.stdout.close()  # type: ignore[union-attr]
+        if self._unsent and not self._proc.stdin.closed:  # type: ignore[union-attr]
+            with contextlib.suppress(OSError):
+                os.set_blocking(self._fd_in, True)
+                write_all(self._fd_in, bytes(self._unsent))
+            self._unsent.clear()
+        self._close_input()
 
     async def wait_stopped(self) -> None:
         """Return once the process has closed the file and exited (on any event loop)."""
@@ -178,7 +207,7 @@ class WriterProcess:
 
     def _send(self, data: bytes) -> None:
         if self._proc.stdin is None or self._proc.stdin.closed:
-            return  # the process is gone or going: _reaped fails what is pending
+            return  # the process is gone or going: _exited fails what is pending
         if self._unsent:
             self._unsent += data
             return
@@ -246,11 +275,13 @@ class WriterProcess:
     def _exited(self, status: int) -> None:
         """On the loop, once the process has exited: take the answers it left in the pipe,
         then fail whoever still waits, and every later call."""
-        with contextlib.suppress(OSError):
-            while data := os.read(self._fd_out, 1 << 20):
-                self._deliver(data)
-        self._loop.remove_reader(self._fd_out)
-        self._loop.remove_writer(self._fd_in)
+        if not self._proc.stdout.closed:  # type: ignore[union-attr]
+            with contextlib.suppress(OSError):
+                while data := os.read(self._fd_out, 1 << 20):
+                    self._deliver(data)
+            self._loop.remove_reader(self._fd_out)
+        if not self._proc.stdin.closed:  # type: ignore[union-attr]
+            self._loop.remove_writer(self._fd_in)
         self._close_pipes()
         self._gone = LedgerError(f"ledger {self.path}: its writer process exited (status {status})")
         while self._pending:

@@ -75,6 +75,7 @@ def write_for(key: str, target: LedgerState, *, or_entry: bool = False, **values
 
 #: What an SQLite INTEGER holds.
 _INT64 = range(-(2**63), 2**63)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def plain_key(key: object) -> str:
@@ -88,27 +89,21 @@ def plain_key(key: object) -> str:
     return text
 
 
-def _plain(value: Any, key: str, name: str) -> Any:
-    """``value`` as exactly what the writer's pipe carries and SQLite stores: text, an int
-    of 64 bits, a float, or None (a subclass, e.g. an enum member, as its plain value). In an
-    ``error`` text, lone surrogates become U+FFFD; anything else cannot be recorded."""
-    kind = type(value)
-    if kind is str:
-        if value.isascii() or _encodable(value):
-            return value
-        if name == "error":  # a message must be recorded even if garbled
-            return _SURROGATE.sub("\ufffd", value)
-    elif value is None or kind is float or kind is bool or (kind is int and value in _INT64):
-        return value
-    elif isinstance(value, str):
-        return _plain(str.__str__(value), key, name)
-    elif isinstance(value, int) and kind is not int:
-        return _plain(int(value), key, name)
-    elif isinstance(value, float):
-        return float(value)
+def _plain(value: Any, key: str, name: str) -> str | None:
+    """A column's value as exactly str (a str subclass, e.g. an enum member, as its text);
+    None only for ``error``. In an ``error`` text lone surrogates become U+FFFD (the error
+    is recorded even if garbled); anything else is a :class:`LedgerError`."""
+    if isinstance(value, str):
+        text = value if type(value) is str else str.__str__(value)
+        if text.isascii() or _encodable(text):
+            return text
+        if name == "error":
+            return _SURROGATE.sub("\ufffd", text)
+    elif value is None and name == "error":
+        return None
     raise LedgerError(
-        f"ledger key {key!r}: {name} {value!r} ({kind.__name__}) cannot be recorded: give "
-        "text (no lone surrogates), an integer of 64 bits, a float or None"
+        f"ledger key {key!r}: {name} {value!r} ({type(value).__name__}) cannot be recorded: "
+        "give text without lone surrogates"
     )
 
 
@@ -120,9 +115,6 @@ def _index(index: Any, key: str) -> int:
         f"ledger key {key!r}: input_index {index!r} ({type(index).__name__}) cannot be "
         "recorded: give an integer of 64 bits"
     )
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _encodable(text: str) -> bool:
