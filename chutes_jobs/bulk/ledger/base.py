@@ -56,6 +56,7 @@ __all__ = [
     "entry_of",
     "is_shared_url",
     "must_match",
+    "refusal",
     "refused_target",
 ]
 
@@ -213,6 +214,26 @@ def check_transition(
                     f"ledger key {key!r} is already {target.value} with {column}="
                     f"{getattr(current, column)!r}, refusing {column}={values[column]!r}"
                 )
+
+
+def refusal(
+    current: LedgerEntry | None,
+    key: str,
+    target: LedgerState,
+    values: Mapping[str, Any],
+    *,
+    or_entry: bool,
+) -> tuple[LedgerEntry | None, LedgerError | None] | None:
+    """What the caller of a write its backend refused gets, ``current`` being the row as it
+    is: the row itself for an ``or_entry`` write, else :func:`check_transition`'s error; None
+    when the rule allows the write (the backend knows why it was refused)."""
+    if or_entry and current is not None:
+        return current, None
+    try:
+        check_transition(current, key, target, values)
+    except LedgerError as exc:
+        return None, exc
+    return None
 
 
 class Ledger(abc.ABC):

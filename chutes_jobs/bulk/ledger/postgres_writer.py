@@ -32,9 +32,9 @@ from .base import (
     LedgerEntry,
     LedgerState,
     allowed_from,
-    check_transition,
     entry_of,
     must_match,
+    refusal,
 )
 from .postgres_schema import LEDGER
 
@@ -94,12 +94,9 @@ def _arrays(marks: list[PgWrite], hold: Collection[LedgerState]) -> dict[str, li
 def _refusal(before: LedgerEntry | None, write: PgWrite, owner: str) -> Answer:
     """What the caller of a write the statement refused gets: the row (``or_entry``), or the
     error saying why."""
-    if write.or_entry and before is not None:
-        return before, None
-    try:
-        check_transition(before, write.key, write.target, write.values)
-    except LedgerError as exc:
-        return None, exc
+    refused = refusal(before, write.key, write.target, write.values, or_entry=write.or_entry)
+    if refused is not None:
+        return refused
     if write.target is _S.CREATING and before is not None and before.state in _CLAIMED_FIRST:
         return None, LeaseLostError(
             f"ledger key {write.key!r} is claimed by {before.owner or 'no process'}, not by "

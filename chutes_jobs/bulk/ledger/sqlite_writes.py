@@ -7,7 +7,7 @@ read precedes it. :data:`STATEMENTS` gives, per target state, the one-row statem
 parts of the multi-row one (``UPDATE ... FROM (VALUES ...)``), which :mod:`.sqlite_core` runs
 once over all the batch's writes to that state (it takes its SQL from here: it imports nothing
 of the package). A write it refused comes back with the row as it is, and
-:func:`write_outcome` turns that into :func:`.base.check_transition`'s error (what the row
+:func:`write_outcome` turns that into :func:`.base.refusal`'s error (what the row
 holds and why the move is illegal).
 """
 
@@ -24,10 +24,10 @@ from .base import (
     LedgerEntry,
     LedgerState,
     allowed_from,
-    check_transition,
     columns_set,
     entry_of,
     must_match,
+    refusal,
 )
 from .sqlite_core import FAILED, OK, Answer, Statements
 
@@ -135,13 +135,8 @@ def write_outcome(write: Write, answer: Answer) -> tuple[LedgerEntry | None, Led
     if code == FAILED:
         return None, LedgerError(f"{where}: {payload}")
     current = None if payload is None else entry_of(payload)
-    if write.or_entry and current is not None:
-        return current, None
-    try:
-        check_transition(current, write.key, write.target, write.values)
-    except LedgerError as exc:
-        return None, exc
-    return None, LedgerError(where)
+    refused = refusal(current, write.key, write.target, write.values, or_entry=write.or_entry)
+    return refused or (None, LedgerError(where))
 
 
 def _listed(target: LedgerState) -> str:
