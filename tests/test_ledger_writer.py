@@ -363,6 +363,8 @@ def _linger(seconds: float) -> None:
     time.sleep(seconds)
 
 
+# Forking a process that has threads (the writer's reaper) is what this test is about.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 async def test_a_forked_child_does_not_keep_the_writer_from_closing(db_path: Path) -> None:
     """A child forked while the ledger is open (a ``multiprocessing`` pool) holds no copy of
     the writer's pipe: closing the ledger ends the writer while the child still runs."""

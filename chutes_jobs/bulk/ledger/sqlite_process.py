@@ -11,7 +11,8 @@ when its caller dies.
 
 The event loop writes each batch of ops as one frame to the process's stdin (without
 blocking: what the pipe does not take waits for it to drain) and reads the answers with
-``loop.add_reader``. A ledger on this writer is bound to the event loop that opened it.
+``loop.add_reader``. Calls come from the event loop that opened the ledger (any loop may close
+it). A thread reaps the process, so one whose loop has ended leaves no zombie.
 """
 
 from __future__ import annotations
