@@ -188,8 +188,11 @@ async def test_a_quota_met_by_another_process_stops_this_one(postgres_url: str) 
 async def test_another_batch_in_the_same_ledger_is_refused(postgres_url: str) -> None:
     async with emulator() as (emu, session):
         await run(session, emu, postgres_url, INPUTS[:1])
+        before = asyncio.all_tasks()
         with pytest.raises(LedgerError, match="holds the batch of chute"):
             await run(session, emu, postgres_url, INPUTS[:1], method="sleep")
+        run_tasks = [t for t in asyncio.all_tasks() - before if "Run." in t.get_coro().__qualname__]
+        assert run_tasks == []  # the refused run's submitters are not left waiting for work
 
 
 async def test_leaving_early_hands_the_claimed_inputs_over(postgres_url: str) -> None:

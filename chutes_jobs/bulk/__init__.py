@@ -118,8 +118,9 @@ async def _shut_down(run: BulkRun, main: asyncio.Task[None], ledger: Ledger | No
 
     async def shut_down() -> None:
         try:
-            if not main.done():
-                await run.stop(main)
+            # Also when main has ended: a run whose start failed (a shared ledger refusing
+            # the batch) or whose claims broke off leaves submitters waiting for work.
+            await run.stop(main)
         finally:
             run.counters.tell(run.taken, final=True)
             if ledger is not None:
