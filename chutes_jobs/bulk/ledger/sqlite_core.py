@@ -404,12 +404,16 @@ def _answer(executor: Executor, frames: list[list[Op]]) -> list[bytes]:
         executor.rollback()
         failure = unexpected(exc)
         return [frame((executor.commits, failure)) for _ in frames]
-    out, start = [], 0
-    for ops_of_frame in frames:
-        end = start + len(ops_of_frame)
-        out.append(frame((executor.commits, answers[start:end])))
-        start = end
-    return out
+    return [frame((executor.commits, mine)) for mine in split(answers, frames)]
+
+
+def split(answers: list[Answer], batches: Iterable[Sequence[Op]]) -> list[list[Answer]]:
+    """The answers of ops run together, cut back into the batches they came in."""
+    cut, start = [], 0
+    for batch in batches:
+        cut.append(answers[start : start + len(batch)])
+        start += len(batch)
+    return cut
 
 
 def unexpected(exc: Exception) -> str:

@@ -45,10 +45,14 @@ def _close_inherited_pipes() -> None:
     the writers' pipes, so a writer still sees its input end when its caller closes the
     ledger, and the child can never write into it."""
     for proc in _RUNNING:
-        for pipe in (proc.stdin, proc.stdout):
-            with contextlib.suppress(OSError, ValueError):
-                if pipe is not None:
-                    pipe.close()
+        _close_pipes_of(proc)
+
+
+def _close_pipes_of(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError, ValueError):
+            if pipe is not None:
+                pipe.close()
 
 
 if hasattr(os, "register_at_fork"):
@@ -291,7 +295,4 @@ class WriterProcess:
     def _close_pipes(self) -> None:
         self._closing = True
         self._unsent.clear()
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            with contextlib.suppress(OSError):
-                if pipe is not None:
-                    pipe.close()
+        _close_pipes_of(self._proc)

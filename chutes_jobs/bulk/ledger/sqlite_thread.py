@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 
 from ...errors import LedgerError
-from .sqlite_core import Answer, Executor, Op, unexpected
+from .sqlite_core import Answer, Executor, Op, split, unexpected
 
 __all__ = ["DbThread", "Settle"]
 
@@ -101,10 +101,9 @@ class DbThread:
             failure = LedgerError(f"ledger {self.path}: {unexpected(exc)}")
             failure.__cause__ = exc
             answers = failure
-        start = 0
-        for batch, settle, loop in items:
-            end = start + len(batch)
-            mine = answers if isinstance(answers, LedgerError) else answers[start:end]
-            start = end
+        cut: list[list[Answer] | LedgerError] = [answers] * len(items)
+        if not isinstance(answers, LedgerError):
+            cut = [*split(answers, [item[0] for item in items])]
+        for (_, settle, loop), mine in zip(items, cut, strict=True):
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
                 loop.call_soon_threadsafe(settle, mine)

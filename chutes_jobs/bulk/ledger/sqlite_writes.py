@@ -83,7 +83,7 @@ def plain_key(key: object) -> str:
     else, or text SQLite cannot store (a lone surrogate, as ``json.loads('"\\ud800"')`` makes)."""
     if not isinstance(key, str):
         raise LedgerError(f"ledger key {key!r} ({type(key).__name__}): a key is text")
-    text = key if type(key) is str else str.__str__(key)
+    text = _exact(key)
     if not text.isascii() and not _encodable(text):
         raise LedgerError(f"ledger key {text!r}: a key is text without lone surrogates")
     return text
@@ -94,7 +94,7 @@ def _plain(value: Any, key: str, name: str) -> str | None:
     None only for ``error``. In an ``error`` text lone surrogates become U+FFFD (the error
     is recorded even if garbled); anything else is a :class:`LedgerError`."""
     if isinstance(value, str):
-        text = value if type(value) is str else str.__str__(value)
+        text = _exact(value)
         if text.isascii() or _encodable(text):
             return text
         if name == "error":
@@ -115,6 +115,11 @@ def _index(index: Any, key: str) -> int:
         f"ledger key {key!r}: input_index {index!r} ({type(index).__name__}) cannot be "
         "recorded: give an integer of 64 bits"
     )
+
+
+def _exact(text: str) -> str:
+    """``text`` as exactly str: a subclass (an enum member) as its characters."""
+    return text if type(text) is str else str.__str__(text)
 
 
 def _encodable(text: str) -> bool:
